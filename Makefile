@@ -1,0 +1,100 @@
+# campaign: a Lua binding of the Adobe Campaign profile API.
+#
+#   make            build the module for Lua 5.4 (build/lua5.4/campaign.so)
+#   make test       install what is missing, build, run every spec
+#   make demo       the opt-out job against a local sandbox
+#   make sandbox    start the local Campaign sandbox (PORT=, SEED=)
+#   make install    PREFIX=/usr/local DESTDIR=
+
+LUA ?= lua5.4
+PREFIX ?= /usr/local
+CC ?= cc
+
+# Each Lua ABI builds into a folder of its own, so that a 5.4 build is
+# never picked up by LuaJIT (or the other way round).
+ifeq ($(LUA),luajit)
+  LUA_PC ?= luajit
+  LUA_V ?= 5.1
+else
+  LUA_PC ?= $(LUA)
+  LUA_V ?= $(patsubst lua%,%,$(LUA))
+endif
+OUT = build/$(LUA)
+LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_V)
+
+LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ALL_CFLAGS = -std=c99 -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
+  $(LUA_CFLAGS) $(CURL_CFLAGS)
+LDFLAGS ?=
+ALL_LDFLAGS = -shared $(LDFLAGS)
+
+SRC = $(wildcard src/*.c)
+HDR = $(wildcard src/*.h)
+OBJ = $(patsubst src/%.c,$(OUT)/%.o,$(SRC))
+SO = $(OUT)/campaign.so
+
+BUSTED = $(LUA) /usr/bin/busted
+WITH_SANDBOX = sh spec/sandbox/with-sandbox.sh
+
+.PHONY: all deps install clean test spec lint demo sandbox sandbox-stop \
+  check-memory bench
+
+all: $(SO)
+
+$(OUT)/%.o: src/%.c $(HDR) | $(OUT)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(SO): $(OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJ) $(CURL_LIBS)
+
+$(OUT):
+	mkdir -p $@
+
+deps:
+	@sh tools/deps.sh test
+
+install: $(SO)
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/campaign.so
+
+clean:
+	rm -rf build
+
+# The specs: the module against the sandbox over 127.0.0.1.
+test:
+	@sh tools/deps.sh test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory spec lint
+
+spec: $(SO)
+	$(WITH_SANDBOX) $(BUSTED) spec
+
+lint:
+	luacheck -q .
+
+sandbox:
+	@sh tools/deps.sh sandbox
+	@sh spec/sandbox/sandbox.sh start
+
+sandbox-stop:
+	@sh spec/sandbox/sandbox.sh stop
+
+demo:
+	@sh tools/deps.sh demo
+	@$(MAKE) --no-print-directory all
+	@sh examples/demo.sh
+
+check-memory: $(SO)
+	@sh tools/deps.sh memory
+	$(WITH_SANDBOX) valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=1 --suppressions=spec/valgrind.supp $(BUSTED) spec
+
+bench: $(SO)
+	@sh tools/deps.sh bench
+	@sh spec/bench/run.sh

@@ -1,0 +1,59 @@
+#!/bin/sh
+# Installs the Debian packages a target needs, only those missing.
+#
+#   sh tools/deps.sh build|test|demo|bench|memory|fuzz
+#
+# Debian's nginx package starts the system's web server on port 80 of
+# every interface as soon as it is installed.  The sandbox never wants
+# that, so while apt runs, a policy-rc.d refuses every service start;
+# it is removed again afterwards unless it was there before.
+set -eu
+
+build="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev
+  libcurl4-openssl-dev lua-cjson"
+sandbox="nginx libnginx-mod-http-lua lua-cjson"
+test="$build $sandbox lua-busted lua-socket lua-argparse lua-term lua-check"
+
+case "${1:-build}" in
+  build) want=$build ;;
+  sandbox) want=$sandbox ;;
+  test|demo) want=$test ;;
+  memory) want="$test valgrind" ;;
+  fuzz|asan) want="$test clang libclang-rt-14-dev" ;;
+  bench) want="$test wrk curl lua-socket nodejs npm" ;;
+  luajit) want="$test libluajit2-5.1-dev" ;;
+  *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  s=$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$s" = installed ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages:$missing" >&2
+  echo "install them as root: apt-get install$missing" >&2
+  exit 1
+fi
+
+echo "installing:$missing"
+case " $missing " in
+  *" nginx "*) echo "(nginx: service starts refused during the install;" \
+    "the sandbox runs its own nginx on 127.0.0.1 only)" ;;
+esac
+
+rc=/usr/sbin/policy-rc.d
+ours=0
+if [ ! -e $rc ]; then
+  printf '#!/bin/sh\nexit 101\n' >$rc
+  chmod +x $rc
+  ours=1
+fi
+trap '[ $ours = 1 ] && rm -f $rc' EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
