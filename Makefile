@@ -29,7 +29,7 @@ CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-ALL_CFLAGS = -std=c99 -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
+ALL_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
   $(LUA_CFLAGS) $(CURL_CFLAGS)
 LDFLAGS ?=
 ALL_LDFLAGS = -shared $(LDFLAGS)
