@@ -15,6 +15,7 @@ package.path = here .. "/?.lua;" .. package.path
 local EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 local current_report -- the report being written, for the interrupt message
+local clear_line = function() end -- wipes the progress bar, once drawn
 
 local function say(fmt, ...)
   io.stderr:write("ccpa_optout: ", fmt:format(...), "\n")
@@ -315,6 +316,7 @@ local function main()
   local term = require "term"
   local show = not args.no_progress and term.isatty(io.stderr)
   local tick, clear = progress(show, size, source.bytes)
+  clear_line = clear
   local ran, result, changed = pcall(engine.run, {
     client = client,
     source = source.next,
@@ -357,7 +359,7 @@ if not ok then
     say("%s", err.message)
     status = EXIT_CANNOT_START
   elseif tostring(err):find("interrupted!", 1, true) then
-    io.stderr:write("\r\27[K")
+    clear_line()
     say("interrupted: %s holds every request finished so far; run again "
       .. "with --resume %s to finish", current_report or "the report",
       current_report or "REPORT")
