@@ -55,6 +55,8 @@ local function parse(path)
     if segs[i] then return "other", req end
     return "profile/" .. rest, req
   end
+  -- "byX" is a filter's name (PKeys start with "@"): one unknown here.
+  if rest:match("^by%u") then return "other", req end
   -- A PKey a client forgot to encode ("/" raw) still names one profile.
   if segs[6] and not (raws[5]:sub(1, 1) == "@" or raws[5]:sub(1, 3) == "%40") then
     return "other", req

@@ -152,7 +152,8 @@ function M.all() return recs end
 
 -- The JSON of one profile as `resource` shows it; cached per record.
 function M.encode(rec, ext)
-  local cached = ext and rec.json_ext or rec.json
+  local cached
+  if ext then cached = rec.json_ext else cached = rec.json end
   if cached then return cached end
   local cfg = config.current
   local p = rec.p
