@@ -98,3 +98,9 @@ check-memory: $(SO)
 bench: $(SO)
 	@sh tools/deps.sh bench
 	@sh spec/bench/run.sh
+
+# Adobe's Node SDK against a sandbox (npm install into build/sdk; says
+# "skipped" and succeeds when npm is unreachable).
+.PHONY: sdk-check
+sdk-check:
+	@sh spec/sdk/check.sh
