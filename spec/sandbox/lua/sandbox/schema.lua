@@ -139,17 +139,58 @@ function M.validate(body, custom)
   return true
 end
 
--- Whole years between a "YYYY-MM-DD" birth date and now (0 when unset),
--- as Campaign's read-only `age` shows.
-function M.age(birth)
+-- Whole years between a "YYYY-MM-DD" birth date and `today` (a date
+-- table, default now), as Campaign's read-only `age` shows; 0 when unset.
+function M.age(birth, today)
   local y, m, d = tostring(birth):match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
   if not y then return 0 end
-  local now = os.date("!*t", ngx.time())
+  local now = today or os.date("!*t", ngx.time())
   local age = now.year - tonumber(y)
   if now.month < tonumber(m) or (now.month == tonumber(m) and now.day < tonumber(d)) then
     age = age - 1
   end
   return age < 0 and 0 or age
+end
+
+-- Stored state a seed line may carry although clients cannot write it.
+local SEEDABLE = { PKey = true, created = true, lastModified = true, cryptedId = true }
+for _, f in ipairs(FLAGS) do SEEDABLE[f .. "LastModified"] = true end
+
+-- Turns a decoded seed line into a profile in place (loading a million
+-- lines, a second table per profile would double the work): drops what
+-- is computed (href, age, ...) or unknown, moves custom "cus..." fields
+-- out, and fills every missing field with its default.  Returns the
+-- custom fields or nil.
+function M.from_seed(line, null)
+  local custom
+  for k, v in pairs(line) do
+    local kind = FIELDS[k]
+    if v == null then
+      line[k] = nil
+    elseif is_object(kind) then
+      if type(v) ~= "table" then line[k] = nil end
+    elseif not kind and not SEEDABLE[k] then
+      if type(k) == "string" and k:match("^cus%u") then
+        custom = custom or {}
+        custom[k] = v
+      end
+      line[k] = nil
+    end
+  end
+  for name, kind in pairs(FIELDS) do
+    local v = line[name]
+    if v == nil then
+      line[name] = default_of(kind)
+    elseif is_object(kind) then
+      for sub, sk in pairs(kind) do
+        if v[sub] == nil then v[sub] = default_of(sk) end
+      end
+    end
+  end
+  for name in pairs(SEEDABLE) do
+    if line[name] == nil then line[name] = "" end
+  end
+  return custom
 end
 
 -- Fields a list may be ordered by: the top-level scalars.
