@@ -60,10 +60,21 @@ wait_ready() {
   esac
 }
 
+# nginx, its Lua module and lua-cjson, installed when missing by the
+# project's installer (which keeps Debian's nginx service from starting).
+need_nginx() {
+  if [ -x "$nginx" ] || command -v "$nginx" >/dev/null 2>&1; then
+    [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] && return 0
+  fi
+  deps=$here/../../tools/deps.sh
+  [ -f "$deps" ] && sh "$deps" sandbox >&2 && [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] &&
+    return 0
+  die "nginx and its Lua module are missing (Debian: nginx libnginx-mod-http-lua lua-cjson)"
+}
+
 start() {
-  command -v "$nginx" >/dev/null 2>&1 || die "nginx is not installed (make sandbox installs it)"
-  [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] ||
-    die "the nginx Lua module is missing (Debian: libnginx-mod-http-lua)"
+  need_nginx
+  [ -x /usr/sbin/nginx ] && [ "$nginx" = nginx ] && nginx=/usr/sbin/nginx
   seed=${SEED:-$here/seed.jsonl}
   case $seed in /*) ;; *) seed=$(pwd)/$seed ;; esac
   [ -r "$seed" ] || die "cannot read seed $seed"

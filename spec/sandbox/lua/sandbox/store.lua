@@ -167,9 +167,14 @@ function M.load(path)
     n = n + 1
     -- Tests on the first and last characters only: an unanchored
     -- pattern would walk the whole line, and LuaJIT does not compile it.
-    local last = raw:byte(-1)
-    if last == 13 then raw = raw:sub(1, -2) last = raw:byte(-1) end
-    if raw:find("%S") then
+    local e = #raw
+    local last = raw:byte(e)
+    while last == 13 or last == 32 or last == 9 do
+      e = e - 1
+      last = raw:byte(e)
+    end
+    if e < #raw then raw = raw:sub(1, e) end
+    if last then
       if not raw:match("^%s*{") or last ~= 125 then
         return fail(("seed %s line %d is not a JSON object"):format(path, n))
       end
