@@ -403,6 +403,46 @@ describe("engine", function()
       end
     end)
 
+  it("leaves each profile as its latest settled row says, with failures",
+    function()
+      for seed = 1, 10 do
+        math.randomseed(seed)
+        local people = {}
+        for i = 1, 4 do
+          people[i] = { PKey = "@p" .. i, email = "p" .. i .. "@x.org" }
+        end
+        local c = fake_client(people)
+        c.bulk = random_bulk
+        local set = c.set_ccpa_optout
+        c.set_ccpa_optout = function(self, pk, flag)
+          if math.random(5) == 1 then
+            return nil, { kind = "http", status = 503, message = "busy" }
+          end
+          return set(self, pk, flag)
+        end
+        local lines = { "email,pkey,optout" }
+        for _ = 1, 120 do
+          local i = math.random(4)
+          local flag = tostring(math.random(2) == 1)
+          lines[#lines + 1] = math.random(2) == 1
+            and (",@p%d,%s"):format(i, flag) or ("p%d@x.org,,%s"):format(i, flag)
+        end
+        local _, rows = run(c, table.concat(lines, "\n") .. "\n",
+          { concurrency = 12 })
+        local last = {}
+        for _, row in ipairs(rows) do
+          if row.outcome ~= "failed" then
+            local l = last[row.pkey]
+            if not l or l.record < row.record then last[row.pkey] = row end
+          end
+        end
+        for pk, row in pairs(last) do
+          assert.equal(row.after, c.profiles[pk].ccpaOptOut,
+            ("seed %d, %s"):format(seed, pk))
+        end
+      end
+    end)
+
   it("keeps no more than max_open requests under way", function()
     local c = fake_client({ { PKey = "@a", email = "a@x.org" } })
     c.bulk = random_bulk
@@ -455,5 +495,20 @@ describe("engine", function()
     for _, n in pairs(counts) do total = total + n end
     assert.equal(7, total)
     assert.is_false(c.profiles["@s1"].ccpaOptOut)
+  end)
+end)
+
+describe("the demo's request file", function()
+  it("is what the generator makes from the shipped seed", function()
+    local gen = io.popen("lua5.4 examples/gen-demo-requests.lua "
+      .. "spec/sandbox/seed.jsonl")
+    local made = gen:read("a")
+    gen:close()
+    local fh = assert(io.open("examples/demo-requests.csv", "rb"))
+    local shipped = fh:read("a")
+    fh:close()
+    assert.is_true(made == shipped, "the seed changed: run lua5.4 "
+      .. "examples/gen-demo-requests.lua spec/sandbox/seed.jsonl "
+      .. "> examples/demo-requests.csv")
   end)
 end)

@@ -112,7 +112,8 @@ local GENERATION = 50000
 -- profile it found (a queue per PKey), and writes while it holds it.  So
 -- two requests that reach the same profile, whether by email or by PKey,
 -- write it in input order.  A request that had to wait for a lock, or whose
--- profile was written since its read, reads the flag again first.
+-- profile was written since its read, takes the flag as the earlier request
+-- left it, or reads it again when that is not known (a failed write).
 function M.run(p)
   local client, writer, field = p.client, p.writer, p.field
   local max_open = p.max_open or 10000
@@ -125,38 +126,33 @@ function M.run(p)
   local open = 0          -- requests started and not finished
   local turns = queue()   -- started requests, in input order, until locked
   local locks = {}        -- PKey -> queue of { req, slot } waiting for it
-  local writes, gen, cur, prev = 0, 0, {}, {}
-  local plans, plan_cur, plan_prev = 0, {}, {}
+  -- The latest writes (a dry run's planned ones too): PKey -> the write's
+  -- number, and PKey -> the value it left, or "?" when not known.
+  local writes, gen = 0, 0
+  local cur, prev, cur_value, prev_value = {}, {}, {}, {}
   local anything_worked = false
   local stop
   local proceed
 
-  local function wrote(pkey)
+  local function wrote(pkey, value)
     writes = writes + 1
-    cur[pkey] = writes
+    if value == nil then value = "?" end
+    cur[pkey], cur_value[pkey] = writes, value
     if writes % GENERATION == 0 then
-      prev, cur, gen = cur, {}, gen + 1
+      prev, cur, prev_value, cur_value, gen = cur, {}, cur_value, {}, gen + 1
     end
   end
 
+  -- nil when the profile was not written since the mark, else the value
+  -- the write left (or "?").  A dry run's plans hold whenever they were
+  -- made, since the profile itself never changes (past two generations they
+  -- are forgotten, and the dry run reports from Campaign's values).
   local function written_since(pkey, mark, mark_gen)
-    if gen - mark_gen >= 2 then return true end
-    local w = cur[pkey] or prev[pkey]
-    return w ~= nil and w > mark
-  end
-
-  -- A dry run writes nothing, so it remembers what it would have written,
-  -- for the later requests that reach the same profile.
-  local function plan(pkey, value)
-    plans = plans + 1
-    plan_cur[pkey] = value
-    if plans % GENERATION == 0 then plan_prev, plan_cur = plan_cur, {} end
-  end
-
-  local function planned(pkey)
-    local v = plan_cur[pkey]
-    if v == nil then v = plan_prev[pkey] end
-    return v
+    if gen - mark_gen >= 2 and not p.dry_run then return "?" end
+    local w, v = cur[pkey], cur_value[pkey]
+    if w == nil then w, v = prev[pkey], prev_value[pkey] end
+    if w ~= nil and (w > mark or p.dry_run) then return v end
+    return nil
   end
 
   local function schedule(req, step, op, slot)
@@ -187,11 +183,14 @@ function M.run(p)
     if req.left == 0 then finish(req, req.rows) end
   end
 
-  local function release(pkey)
+  -- Hands the profile's lock to the next request waiting for it, with the
+  -- value the profile has now (nil: not known).
+  local function release(pkey, value)
     local nxt = pop(locks[pkey])
     if nxt then
       local req, slot = nxt[1], nxt[2]
-      slot.waited = true
+      if value == nil then value = "?" end
+      slot.handed = value
       proceed(req, slot)
     else
       locks[pkey] = nil
@@ -207,26 +206,29 @@ function M.run(p)
     if before == req.optout then
       fields.after, fields.outcome = before, "already_set"
     elseif p.dry_run then
+      -- nothing is written; later requests see what would have been
       fields.after, fields.outcome = req.optout, dry_outcome[req.optout]
-      plan(slot.pkey, req.optout)
+      wrote(slot.pkey, req.optout)
     else
       slot.before = before
       return schedule(req, "set", { "set_ccpa_optout", slot.pkey, req.optout },
         slot)
     end
-    release(slot.pkey)
+    release(slot.pkey, fields.after)
     slot_done(req, slot, fields)
   end
 
   -- The request holds the lock of one of its profiles.
   function proceed(req, slot)
-    if p.dry_run and planned(slot.pkey) ~= nil then
-      return decide(req, slot, planned(slot.pkey))
+    local value = slot.handed
+    if value == nil then
+      value = written_since(slot.pkey, req.mark, req.mark_gen)
     end
-    if slot.waited or written_since(slot.pkey, req.mark, req.mark_gen) then
+    if value == nil then value = slot.value end
+    if value == "?" then
       schedule(req, "recheck", { "get_ccpa_optout", slot.pkey }, slot)
     else
-      decide(req, slot, slot.value)
+      decide(req, slot, value)
     end
   end
 
@@ -328,7 +330,6 @@ function M.run(p)
       release(slot.pkey)
       return slot_done(req, slot, failed(err, slot))
     end
-    slot.waited = false
     decide(req, slot, result == true)
   end
 
@@ -340,9 +341,9 @@ function M.run(p)
       fields = { pkey = slot.pkey, before = slot.before, after = req.optout,
         outcome = wanted_outcome[req.optout], changed_at = now() }
     end
-    -- even a failed write may have landed: later readers read again
-    wrote(slot.pkey)
-    release(slot.pkey)
+    -- a failed write may have landed or not: later requests read again
+    wrote(slot.pkey, fields.after)
+    release(slot.pkey, fields.after)
     slot_done(req, slot, fields)
   end
 
