@@ -125,8 +125,10 @@ stop() {
   if [ -f "$prefix/nginx.pid" ]; then
     pid=$(cat "$prefix/nginx.pid")
     if kill "$pid" 2>/dev/null; then
+      # nginx removes its pid file as it exits; the process itself may
+      # linger as a zombie until whoever adopted it reaps it.
       i=0
-      while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
+      while [ -f "$prefix/nginx.pid" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
         i=$((i + 1))
         sleep 0.01
       done
