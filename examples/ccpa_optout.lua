@@ -130,15 +130,21 @@ local function default_report(input, format)
 end
 
 -- The progress bar: on a terminal only, redrawn at most once a second.
-local function progress(enabled, size, bytes)
+-- Requests are read ahead of those finished, so the share done is the
+-- finished requests (and those an earlier report settled) times the bytes
+-- a record takes so far, over the file's size.
+local function progress(enabled, size, source)
   if not enabled then return function() end, function() end end
   local start, last, done = os.time(), -1, 0
+  local skipped = 0
   local function draw(final)
     local t = os.time()
     if t == last and not final then return end
     last = t
     local elapsed = t - start
-    local frac = size > 0 and math.min(bytes() / size, 1) or 0
+    local per_record = source.rec > 0 and source.bytes() / source.rec or 0
+    local frac = size > 0
+      and math.min((done + skipped) * per_record / size, 1) or 0
     local width = 24
     local fill = math.floor(frac * width + 0.5)
     local rate = elapsed > 0 and done / elapsed or 0
@@ -152,8 +158,8 @@ local function progress(enabled, size, bytes)
       math.floor(frac * 100), rate, left))
     io.stderr:flush()
   end
-  local function tick()
-    done = done + 1
+  local function tick(skip)
+    if skip then skipped = skipped + 1 else done = done + 1 end
     draw(false)
   end
   local function clear()
@@ -315,7 +321,7 @@ local function main()
 
   local term = require "term"
   local show = not args.no_progress and term.isatty(io.stderr)
-  local tick, clear = progress(show, size, source.bytes)
+  local tick, clear = progress(show, size, source)
   clear_line = clear
   local ran, result, changed = pcall(engine.run, {
     client = client,
@@ -324,7 +330,10 @@ local function main()
     field = settings.ccpa_optout_field,
     dry_run = args.dry_run,
     concurrency = args.concurrency,
-    skip = settled and function(rec) return settled:has(rec) end,
+    skip = settled and function(rec)
+      if settled:has(rec) then tick(true) return true end
+      return false
+    end,
     on_request = function(rec, outcome)
       tick()
       if args.verbose and outcome == "failed" then

@@ -90,7 +90,7 @@ end
 -- earlier may be stale.  Two generations of GENERATION writes each are
 -- kept, so memory stays bounded; a value read longer ago than that is
 -- simply read again.
-local GENERATION = 50000
+local GENERATION = 10000
 
 -- Runs the job.  p:
 --   client       a campaign client
@@ -101,7 +101,7 @@ local GENERATION = 50000
 --   concurrency  calls in flight
 --   skip         optional function(record) -> true to leave a record out
 --   on_request   optional function(record, outcome) called as each ends
---   max_open     requests started and not yet finished, at most (10000)
+--   max_open     requests started and not yet finished, at most (4096)
 -- Returns counts (outcome -> requests) and the number of profiles changed
 -- (or that would change, in a dry run), or raises.  A refused
 -- authentication stops the run: M.run raises { fatal = err }.
@@ -116,7 +116,7 @@ local GENERATION = 50000
 -- left it, or reads it again when that is not known (a failed write).
 function M.run(p)
   local client, writer, field = p.client, p.writer, p.field
-  local max_open = p.max_open or 10000
+  local max_open = p.max_open or 4096
   local counts, changed = {}, 0
   for o in pairs(M.STRENGTH) do counts[o] = 0 end
 
