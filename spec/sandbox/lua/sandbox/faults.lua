@@ -11,10 +11,12 @@ local KNOWN = {
 }
 
 local current = {}
+local active = false   -- any fault set (next() is not compiled by LuaJIT)
 local window_second, window_count = 0, 0
 
 function M.reset()
   current = {}
+  active = false
   window_second, window_count = 0, 0
 end
 
@@ -32,6 +34,7 @@ function M.merge(t, null)
   for k, v in pairs(t) do
     if v == null or v == false then current[k] = nil else current[k] = v end
   end
+  active = next(current) ~= nil
   return true
 end
 
@@ -70,7 +73,7 @@ end
 -- Faults acting before the request is served.  Returns nil (serve it),
 -- "drop", or a response {status, body, headers}.
 function M.before(method, route)
-  if not next(current) then return nil end
+  if not active then return nil end
   local lat = current.latency_ms
   if lat then
     -- An array is a [min, max] range; an object may be conditional.
@@ -111,7 +114,7 @@ end
 -- Faults acting on the answer.  Returns nil or {kind = "garbage" |
 -- "truncate" | "trickle", options}.
 function M.after(method, route)
-  if not next(current) then return nil end
+  if not active then return nil end
   for _, kind in ipairs({ "garbage", "truncate", "trickle" }) do
     local f = current[kind]
     if f and fires(f, method, route) then return kind, f end

@@ -7,6 +7,7 @@ local CAP = 50000
 local T, Me, R, S, C = {}, {}, {}, {}, {}
 local written = 0
 
+local KEYS = {}
 local requests, methods, seen_conn = {}, {}, {}
 local connections, total = 0, 0
 
@@ -20,7 +21,11 @@ end
 -- One finished request.  A connection counts once, the first time one
 -- of its requests reaches an API route.
 function M.record(method, route, status, conn, t)
-  local key = method .. " " .. route
+  -- "GET profile/pkey" made once, not per request
+  local by_route = KEYS[method]
+  if not by_route then by_route = {} KEYS[method] = by_route end
+  local key = by_route[route]
+  if not key then key = method .. " " .. route by_route[route] = key end
   requests[key] = (requests[key] or 0) + 1
   methods[method] = (methods[method] or 0) + 1
   total = total + 1
