@@ -236,6 +236,39 @@ static void finish_slot(lua_State *L, Run *r, int k) {
   r->starved = 0;           /* a completion may have queued more ops */
 }
 
+/*
+** Without a token nothing can start: every call waiting to start ends
+** with the token endpoint's err, which is at the top.
+*/
+static void fail_ready(lua_State *L, Run *r) {
+  int err = lua_gettop(L), k;
+
+  for (k = r->first; k <= r->last; k++) {
+    Slot *s = &r->c->slots[k];
+    if (s->state != SLOT_READY)
+      continue;
+    s->state = SLOT_FREE;
+    lua_rawgeti(L, B_CTX, k);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_pushnil(L);
+    lua_rawseti(L, B_CTX, k);
+    lua_pushvalue(L, err);
+    deliver(L, r, lua_tointeger(L, -2), lua_gettop(L) - 2, 0);
+    lua_settop(L, err);
+  }
+  lua_pop(L, 1);
+  r->starved = 0;
+}
+
+static int any_ready(const Run *r) {
+  int k;
+  for (k = r->first; k <= r->last; k++)
+    if (r->c->slots[k].state == SLOT_READY)
+      return 1;
+  return 0;
+}
+
 /* ---------------------------------------------------------------- */
 
 static void read_bulk_options(lua_State *L, Run *r) {
@@ -298,6 +331,10 @@ int cmp_bulk(lua_State *L) {
     fill(L, &r);
     if (r.exhausted && !busy(&r))
       break;
+    if (any_ready(&r) && !cmp_token(L, c, B_CLIENT)) {
+      fail_ready(L, &r);
+      continue;
+    }
     wait = cmp_start_ready(c, r.first, r.last + 1);
     for (k = r.first; k <= r.last; k++)
       if (c->slots[k].state == SLOT_RUNNING)

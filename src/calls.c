@@ -310,7 +310,7 @@ static int prep_request(lua_State *L, Client *c, int arg, Call *call) {
                                                   : "";
   size_t len;
   const char *path;
-  int i;
+  int i, body = lua_type(L, arg + 2);
 
   for (i = 0; verbs[i] && strcmp(verbs[i], m) != 0; i++)
     ;
@@ -322,7 +322,7 @@ static int prep_request(lua_State *L, Client *c, int arg, Call *call) {
   if (!push_href(L, c, path, len))
     arg_error(L, call, arg + 1, "not a path, nor an href on base_url "
               "(no spaces, control characters, '#' or dot segments)");
-  switch (lua_type(L, arg + 2)) {
+  switch (body) {   /* its type, read before the URL was pushed */
     case LUA_TNONE:
     case LUA_TNIL:
       lua_pushnil(L);
@@ -505,6 +505,22 @@ int cmp_retry(lua_State *L, Client *c, Slot *s) {
   double wait, now;
   int retryable;
 
+  /* an expired token: renew it and repeat the call, once */
+  if (c->renewable && !s->renewed && s->reply.status == 401) {
+    lua_getfield(L, -1, "code");
+    retryable = lua_type(L, -1) == LUA_TSTRING &&
+                strcmp(lua_tostring(L, -1), "401013") == 0;
+    lua_pop(L, 1);
+    if (retryable) {
+      s->renewed = 1;
+      c->token_expires = 0;
+      s->not_before = 0;
+      s->state = SLOT_READY;
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+
   lua_getfield(L, -1, "retryable");
   retryable = lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -581,6 +597,12 @@ static int run_single(lua_State *L, Client *c, int client_idx) {
   lua_newtable(L);
   acc = lua_gettop(L);
   for (;;) {
+    if (!cmp_token(L, c, client_idx)) {
+      s->state = SLOT_FREE;
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
     cmp_wait_slot(c, s, 0);
     s->state = SLOT_FREE;
     cmp_hook(L, client_idx, s);

@@ -47,6 +47,7 @@ typedef struct Slot {
   int method, shape;
   const char *route;    /* a static name, for the hook */
   int tries;
+  int renewed;          /* the token was renewed for this call */
   double not_before;    /* monotonic seconds: when to try again */
   double started;
   Reply reply;
@@ -125,6 +126,9 @@ int cmp_retry(lua_State *L, Client *c, Slot *s);
 void cmp_hook(lua_State *L, int client_idx, const Slot *s);
 void cmp_wait_slot(Client *c, Slot *s, int idx);
 void cmp_client_methods(lua_State *L);
+
+/* token.c */
+int cmp_token(lua_State *L, Client *c, int client_idx);
 
 /* bulk.c */
 int cmp_bulk(lua_State *L);

@@ -206,6 +206,7 @@ int cmp_slot_setup(Client *c, Slot *s, int method, const char *url,
                           method == M_GET ? NULL : verbs[method]);
   s->method = method;
   s->tries = 0;
+  s->renewed = 0;
   s->not_before = 0;
   s->state = SLOT_READY;
   return rc == CURLE_OK;
@@ -281,10 +282,10 @@ int cmp_start(Client *c, Slot *s, double now) {
   return 1;
 }
 
-/* Moves every finished transfer's slot to SLOT_DONE. */
-static void collect(Client *c) {
+/* Moves every finished transfer's slot to SLOT_DONE; counts them. */
+static int collect(Client *c) {
   CURLMsg *msg;
-  int left;
+  int left, done = 0;
 
   while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
     Slot *s = NULL;
@@ -300,18 +301,28 @@ static void collect(Client *c) {
     }
     curl_multi_remove_handle(c->multi, s->easy);
     s->state = SLOT_DONE;
+    done++;
   }
+  return done;
 }
 
-/* Moves the transfers on, waiting at most max_wait seconds for news. */
+/*
+** Moves the transfers on, waiting at most max_wait seconds for news.
+** A transfer that ended within the first perform must not be followed
+** by a wait: on loopback that is most of them, and the wait would run
+** to curl's next timer.
+*/
 void cmp_step(Client *c, double max_wait) {
   int running = 0;
   int ms = (int)(max_wait * 1000 + 0.999);
 
   curl_multi_perform(c->multi, &running);
-  collect(c);
-  if (ms > 0)
+  if (collect(c) > 0 || ms <= 0)
+    return;
+  if (running > 0)
     curl_multi_poll(c->multi, NULL, 0, ms > 1000 ? 1000 : ms, NULL);
+  else
+    cmp_sleep(max_wait > 1 ? 1 : max_wait);
   curl_multi_perform(c->multi, &running);
   collect(c);
 }
