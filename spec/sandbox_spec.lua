@@ -537,6 +537,20 @@ describe("sandbox", function()
       assert.is_not_nil(second.next)
     end)
 
+    it("can give next.href as a path instead of a URL", function()
+      control("POST", "config", { next_href = "relative" })
+      local _, page = api("GET", PROFILE .. "?_lineCount=400")
+      assert.matches("^/" .. ORG .. "/campaign/profileAndServices/profile%?", page.next.href)
+      local seen = {}
+      local url = page.next.href
+      while url do
+        local _, p = api("GET", url)
+        for _, x in ipairs(p.content) do seen[#seen + 1] = x end
+        url = p.next and p.next.href
+      end
+      assert.equal(600, #seen)
+    end)
+
     it("rejects a _lineStart it did not make", function()
       assert.equal(500, (api("GET", PROFILE .. "?_lineStart=%40garbage")))
     end)
@@ -578,6 +592,17 @@ describe("sandbox", function()
       control("POST", "faults", { status = { code = 500, count = 1 } })
       s, b = get_first()
       assert.same({ 500, 500 }, { s, b.code })
+    end)
+
+    it("gives any gateway error_code and message asked for", function()
+      control("POST", "faults", { status = { code = 403, count = 1, error_code = 403023 } })
+      local s, b = get_first()
+      assert.same({ 403, "403023", "Forbidden" }, { s, b.error_code, b.message })
+      control("POST", "faults", { status = { code = 502, count = 1,
+        message = "Oops. Something went wrong. Check your URI and try again." } })
+      s, b = get_first()
+      assert.same({ 502, 502 }, { s, b.code })
+      assert.matches("^Oops", b.message)
     end)
 
     it("applies a status with a probability, and only to a route or method", function()

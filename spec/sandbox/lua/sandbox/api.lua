@@ -313,7 +313,10 @@ local function list_profiles(req, args)
   if more and #page > 0 and (force or total <= cfg.pagination_limit) then
     params[#params + 1] = { "_lineStart", encode_cursor(field, desc,
       store.cursor_of(page[#page], field)) }
-    next_part = ',"next":{"href":' .. util.encode(base .. query_string(params)) .. '}'
+    local href = base .. query_string(params)
+    -- Clients must follow next.href as given, absolute or relative.
+    if cfg.next_href == "relative" then href = href:sub(#cfg.base_url + 1) end
+    next_part = ',"next":{"href":' .. util.encode(href) .. '}'
   end
   return { status = 200, body = '{"content":[' .. table.concat(parts, ",") .. '],"count":{"href":'
     .. util.encode(count_href) .. '}' .. next_part .. ',"serverSidePagination":true}' }

@@ -16,6 +16,7 @@ local KINDS = {
   token = "string", token_ttl = "number", base_url = "string",
   error_body = { object = true, string = true, text = true },
   patch_response = { short = true, full = true },
+  next_href = { absolute = true, relative = true },
   custom_fields = "table", pagination_limit = "number",
   line_count = "number",
 }
@@ -36,6 +37,8 @@ local function startup()
     -- PATCH answers {PKey, href} (short) or the whole profile (full, as
     -- the seed page shows).
     patch_response = "short",
+    -- next.href as an absolute URL or a path (both are seen).
+    next_href = "absolute",
     -- Custom fields the Ext resource shows, with their defaults.
     custom_fields = { cusOptOutCcpa = false },
     -- Above this many rows, next is withheld without _forcePagination.

@@ -3,6 +3,8 @@
 -- requests), "probability" (each matching request with that chance) or
 -- neither (every matching request until cleared), and may be narrowed by
 -- "route" (a counters route name) and "method".
+local util = require "sandbox.util"
+
 local M = {}
 
 local KNOWN = {
@@ -65,9 +67,14 @@ local function latency(v)
   return 0
 end
 
+local GATEWAY_MESSAGES = {
+  [401] = "Oauth token is not valid", [403] = "Forbidden",
+  [429] = "Too many requests", [503] = "Service unavailable",
+}
+
 local function gateway(code, error_code, message)
   return { status = code,
-           body = ('{"error_code":"%s","message":"%s"}'):format(error_code, message) }
+           body = util.encode_sorted({ error_code = error_code, message = message }) }
 end
 
 -- Faults acting before the request is served.  Returns nil (serve it),
@@ -100,10 +107,10 @@ function M.before(method, route)
     local r
     if st.error_code or st.code == 429 then
       r = gateway(st.code, tostring(st.error_code or "429050"),
-        st.code == 429 and "Too many requests" or "Service unavailable")
+        st.message or GATEWAY_MESSAGES[st.code] or "Gateway error")
     else
-      r = { status = st.code,
-            body = ('{"code":%d,"message":"Sandbox fault: status %d"}'):format(st.code, st.code) }
+      r = { status = st.code, body = util.encode({ code = st.code,
+        message = st.message or ("Sandbox fault: status " .. st.code) }) }
     end
     if st.retry_after then r.headers = { ["Retry-After"] = tostring(st.retry_after) } end
     return r
