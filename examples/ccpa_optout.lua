@@ -220,7 +220,7 @@ local function main()
   end
   if args.secrets_file then
     for k, v in pairs(read_settings(args.secrets_file)) do
-      if env[k] ~= nil or k:find("^CAMPAIGN_") then env[k] = v end
+      if k:find("^CAMPAIGN_") and v ~= "" then env[k] = v end
     end
   end
 
