@@ -19,7 +19,7 @@ else
   LUA_PC ?= $(LUA)
   LUA_V ?= $(patsubst lua%,%,$(LUA))
 endif
-OUT = build/$(LUA)
+OUT ?= build/$(LUA)
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_V)
 
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
