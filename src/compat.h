@@ -1,6 +1,7 @@
 /*
 ** compat.h: the few Lua 5.4 calls the module uses, mapped down to the
-** 5.1 ABI of LuaJIT.  The rest of the source is written for 5.4 alone.
+** 5.1 ABI (LuaJIT, as nginx's Lua module runs it, or Lua 5.1).  The rest
+** of the source is written for 5.4 alone.
 */
 #ifndef CAMPAIGN_COMPAT_H
 #define CAMPAIGN_COMPAT_H
@@ -13,15 +14,76 @@
 #define LUA_OK 0
 
 #define lua_rawlen(L, i) lua_objlen(L, (i))
-#define luaL_setfuncs(L, l, n) compat_setfuncs(L, l, n)
-#define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs(L, l, 0))
+#define lua_absindex(L, i) \
+  ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
+
+/* 5.3 made these return the type of the value they push. */
+static inline int compat_getfield(lua_State *L, int i, const char *k) {
+  lua_getfield(L, i, k);
+  return lua_type(L, -1);
+}
+
+static inline int compat_rawgeti(lua_State *L, int i, int n) {
+  lua_rawgeti(L, i, n);
+  return lua_type(L, -1);
+}
+
+#define lua_getfield compat_getfield
+#define lua_rawgeti compat_rawgeti
+
+/* A userdata's one user value is its environment table. */
 #define lua_newuserdatauv(L, sz, n) lua_newuserdata(L, (sz))
 #define lua_setiuservalue(L, i, n) lua_setfenv(L, (i))
-#define lua_getiuservalue(L, i, n) (lua_getfenv(L, (i)), LUA_TTABLE)
-#define luaL_testudata(L, i, t) compat_testudata(L, i, t)
 
-static inline void compat_setfuncs(lua_State *L, const luaL_Reg *l,
-                                   int nup) {
+static inline int lua_getiuservalue(lua_State *L, int i, int n) {
+  (void)n;
+  lua_getfenv(L, i);
+  return lua_type(L, -1);
+}
+
+static inline void lua_rawsetp(lua_State *L, int i, const void *p) {
+  i = lua_absindex(L, i);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_insert(L, -2);
+  lua_rawset(L, i);
+}
+
+static inline int lua_rawgetp(lua_State *L, int i, const void *p) {
+  i = lua_absindex(L, i);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_rawget(L, i);
+  return lua_type(L, -1);
+}
+
+static inline const char *luaL_tolstring(lua_State *L, int i, size_t *n) {
+  i = lua_absindex(L, i);
+  if (luaL_callmeta(L, i, "__tostring") && lua_isstring(L, -1))
+    return lua_tolstring(L, -1, n);
+  switch (lua_type(L, i)) {
+    case LUA_TNUMBER:
+    case LUA_TSTRING:
+      lua_pushvalue(L, i);
+      break;
+    case LUA_TBOOLEAN:
+      lua_pushstring(L, lua_toboolean(L, i) ? "true" : "false");
+      break;
+    case LUA_TNIL:
+      lua_pushliteral(L, "nil");
+      break;
+    default:
+      lua_pushfstring(L, "%s: %p", luaL_typename(L, i), lua_topointer(L, i));
+  }
+  return lua_tolstring(L, -1, n);
+}
+
+/* LuaJIT 2.1 has these three; plain Lua 5.1 does not. */
+#ifndef luaL_newlib
+#define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs(L, l, 0))
+#define luaL_setmetatable(L, t) \
+  (luaL_getmetatable(L, t), lua_setmetatable(L, -2))
+
+static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l,
+                                 int nup) {
   luaL_checkstack(L, nup, "too many upvalues");
   for (; l->name != NULL; l++) {
     int i;
@@ -32,31 +94,7 @@ static inline void compat_setfuncs(lua_State *L, const luaL_Reg *l,
   }
   lua_pop(L, nup);
 }
-
-static inline void *compat_testudata(lua_State *L, int i, const char *t) {
-  void *p = lua_touserdata(L, i);
-  if (p == NULL || !lua_getmetatable(L, i))
-    return NULL;
-  luaL_getmetatable(L, t);
-  if (!lua_rawequal(L, -1, -2))
-    p = NULL;
-  lua_pop(L, 2);
-  return p;
-}
-
-static inline void lua_rawsetp(lua_State *L, int i, const void *p) {
-  i = i < 0 && i > LUA_REGISTRYINDEX ? lua_gettop(L) + i + 1 : i;
-  lua_pushlightuserdata(L, (void *)p);
-  lua_insert(L, -2);
-  lua_rawset(L, i);
-}
-
-static inline int lua_rawgetp(lua_State *L, int i, const void *p) {
-  i = i < 0 && i > LUA_REGISTRYINDEX ? lua_gettop(L) + i + 1 : i;
-  lua_pushlightuserdata(L, (void *)p);
-  lua_rawget(L, i);
-  return lua_type(L, -1);
-}
+#endif
 
 #endif
 

@@ -21,7 +21,7 @@ case "${1:-build}" in
   memory) want="$test valgrind" ;;
   fuzz|asan) want="$test clang libclang-rt-14-dev" ;;
   bench) want="$test wrk curl lua-socket nodejs npm" ;;
-  luajit) want="$test libluajit2-5.1-dev" ;;
+  luajit) want="$test libluajit2-5.1-dev luajit2" ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
 
