@@ -112,13 +112,20 @@ routes["GET log"] = function()
   reply(200, util.encode(entries))
 end
 
--- Every profile, one JSON object a line, in creation order.
+-- Every profile, one JSON object a line, in creation order; sent in
+-- slices, as a big seed's whole text would not fit in one string.
 routes["GET profiles"] = function()
   local all = store.all()
+  ngx.header.content_type = "application/x-ndjson;charset=utf-8"
   local out = {}
-  for i = 1, #all do out[i] = store.encode(all[i], true) end
-  out[#out + 1] = ""
-  reply(200, table.concat(out, "\n"), "application/x-ndjson;charset=utf-8")
+  for i = 1, #all do
+    out[#out + 1] = store.encode(all[i], true, true)
+    if #out == 1000 or i == #all then
+      out[#out + 1] = ""
+      ngx.print(table.concat(out, "\n"))
+      out = {}
+    end
+  end
 end
 
 local function one_profile(pkey)

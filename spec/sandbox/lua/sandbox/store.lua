@@ -213,8 +213,10 @@ function M.get(pkey) return by_pkey[pkey] end
 function M.size() return #recs end
 function M.all() return recs end
 
--- The JSON of one profile as `resource` shows it; cached per record.
-function M.encode(rec, ext)
+-- The JSON of one profile as the standard or the Ext resource shows it;
+-- cached per record unless `transient` (a dump of every profile should
+-- not keep a second copy of them all).
+function M.encode(rec, ext, transient)
   local cached
   if ext then cached = rec.json_ext else cached = rec.json end
   if cached then return cached end
@@ -233,10 +235,9 @@ function M.encode(rec, ext)
   local s = util.encode_sorted(p)
   if ext then
     for name in pairs(cfg.custom_fields) do p[name] = nil end
-    rec.json_ext = s
-  else
-    rec.json = s
   end
+  if transient then return s end
+  if ext then rec.json_ext = s else rec.json = s end
   return s
 end
 
