@@ -61,8 +61,8 @@ end
 -- Decimal text of a number as two table lookups (thousands, then the last
 -- three digits), so that no new short string is made per row: Lua interns
 -- those, and a million of them cost more than the rest of the row.
-local THREE, HIGH = {}, {}
-for k = 0, 999 do THREE[k] = string.format("%03d", k) end
+local THREE, HIGH, SMALL = {}, {}, {}
+for k = 0, 999 do THREE[k], SMALL[k] = string.format("%03d", k), tostring(k) end
 local function decimal(n)
   local hi = n // 1000
   local h = HIGH[hi]
@@ -108,26 +108,31 @@ local DOMAINS = { "example.com", "example.net", "example.org" }
 local TAGS = { "news", "shop", "promo", "2024" }
 
 -- Email sharing: now and then a profile takes the previous one's email,
--- at most three in a row.  An email is kept as its pieces (local part,
--- tag, domain) and joined only in the row's one concatenation: Lua interns
--- every short string it creates, and a million of those cost more than
--- all the rest.
-local prev, run = nil, 0
+-- at most three in a row.  An email is kept as its pieces (name, number
+-- in two parts, tag, domain) and joined only in the row's one
+-- concatenation: Lua interns every short string it creates, and a
+-- million of those cost more than all the rest.
+local TAGGED = {}
+for k, t in ipairs(TAGS) do TAGGED[k] = "+" .. t end
+local e_name, e_hi, e_lo, e_tag, e_domain
+local run = 0
 
-local function email_for(first, last, i)
-  if prev and run < 3 and below(100) < 3 then
+local function email_for(block, i)
+  if e_name and run < 3 and below(100) < 3 then
     run = run + 1
-    return prev
+    return
   end
-  local hi, lo = decimal(i)
-  prev = {
-    first[2] .. "." .. last[2],
-    i % 7 == 0 and "" or (i < 1000 and tostring(i) or hi .. lo),
-    below(100) < 8 and "+" .. pick(TAGS) or "",
-    pick(DOMAINS),
-  }
+  e_name = block.name
+  if i % 7 == 0 then
+    e_hi, e_lo = "", ""
+  elseif i < 1000 then
+    e_hi, e_lo = "", SMALL[i]
+  else
+    e_hi, e_lo = decimal(i)
+  end
+  e_tag = below(100) < 8 and pick(TAGGED) or ""
+  e_domain = pick(DOMAINS)
   run = 1
-  return prev
 end
 
 local function phone()
@@ -213,7 +218,7 @@ local FORMATS = { "unknown", "html", "text" }
 -- A row is what makes it unique (PKey, email, external id, stamps,
 -- opt-out) and one of 4096 blocks holding the rest of a person, drawn
 -- once: names, birth date, flags, address, phones.  Each block keeps the
--- ASCII names its rows' emails are made of.
+-- ASCII name its rows' emails are made of.
 local BLOCK = {}
 for k = 1, 4096 do
   local first, last = pick(FIRST), pick(LAST)
@@ -235,7 +240,7 @@ for k = 1, 4096 do
     .. '","phone":"' .. (below(3) == 0 and "" or pick(PHONES))
     .. '","salutation":"' .. gender[2] .. '","thumbnail":"","title":"'
     .. (below(8) == 0 and "Dr." or "") .. '"}\n'
-  BLOCK[k] = { first = first, last = last, text = text }
+  BLOCK[k] = { name = first[2] .. "." .. last[2], text = text }
 end
 
 local out = io.stdout
@@ -244,7 +249,7 @@ out:setvbuf("full", 1 << 20)
 for i = 1, N do
   local r = rand64()
   local block = BLOCK[(r & 4095) + 1]
-  local e = email_for(block.first, block.last, i)
+  email_for(block, i)
   local cday = (r >> 12) % DAYS
   local mday = cday + (r >> 24) % 200
   local ctime, mtime = TIME[(r >> 32) & 4095], TIME[(r >> 44) & 4095]
@@ -256,8 +261,8 @@ for i = 1, N do
     .. ',"ccpaOptOutLastModified":"' .. (opt and DATE[mday] or "") .. (opt and mtime or "")
     .. '","created":"' .. DATE[cday] .. ctime
     .. '","cryptedId":"' .. CHUNK[c & 4095] .. CHUNK[(c >> 12) & 4095]
-    .. CHUNK[(c >> 24) & 4095] .. '","domain":"' .. e[4]
-    .. '","email":"' .. e[1] .. e[2] .. e[3] .. "@" .. e[4]
+    .. CHUNK[(c >> 24) & 4095] .. '","domain":"' .. e_domain
+    .. '","email":"' .. e_name .. e_hi .. e_lo .. e_tag .. "@" .. e_domain
     .. '","externalId":"EXT-' .. id_hi .. id_lo
     .. '","lastModified":"' .. DATE[mday] .. mtime .. '",' .. block.text)
 end
