@@ -193,20 +193,15 @@ static void fill(lua_State *L, Run *r) {
 /* ---------------------------------------------------------------- */
 /* finished transfers */
 
-static int call_hook(lua_State *L) {
-  cmp_hook(L, 1, lua_touserdata(L, 2));
-  return 0;
-}
-
 static void finish_slot(lua_State *L, Run *r, int k) {
   Slot *s = &r->c->slots[k];
   int ctx, done;
 
+  if (cmp_hook(L, B_CLIENT, s) != LUA_OK) {
+    stop(L, r);
+    lua_error(L);
+  }
   s->state = SLOT_FREE;
-  lua_pushcfunction(L, call_hook);
-  lua_pushvalue(L, B_CLIENT);
-  lua_pushlightuserdata(L, s);
-  protected_call(L, r, 2, 0);
 
   lua_rawgeti(L, B_CTX, k);
   ctx = lua_gettop(L);

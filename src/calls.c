@@ -551,15 +551,15 @@ int cmp_retry(lua_State *L, Client *c, Slot *s) {
   return 1;
 }
 
-/* Calls the on_request hook, if any, with what the try was. */
-void cmp_hook(lua_State *L, int client_idx, const Slot *s) {
+/* The hook's body, under lua_pcall: the client, then the slot. */
+static int hook(lua_State *L) {
   static const char *const verbs[] = { "GET", "POST", "PATCH", "PUT",
                                        "DELETE" };
-  lua_getiuservalue(L, client_idx, 1);
-  if (lua_getfield(L, -1, "on_request") != LUA_TFUNCTION) {
-    lua_pop(L, 2);
-    return;
-  }
+  const Slot *s = lua_touserdata(L, 2);
+
+  lua_getiuservalue(L, 1, 1);
+  if (lua_getfield(L, -1, "on_request") != LUA_TFUNCTION)
+    return 0;
   lua_createtable(L, 0, 5);
   lua_pushstring(L, verbs[s->method]);
   lua_setfield(L, -2, "method");
@@ -572,7 +572,20 @@ void cmp_hook(lua_State *L, int client_idx, const Slot *s) {
   lua_pushinteger(L, s->tries);
   lua_setfield(L, -2, "try");
   lua_call(L, 1, 0);
-  lua_pop(L, 1);
+  return 0;
+}
+
+/*
+** Calls the on_request hook, if any, with what the try was.  Returns
+** LUA_OK, or an error status with the error at the top.  The caller
+** keeps the slot busy meanwhile, so a call the hook makes on the same
+** client cannot take the slot and its answer.
+*/
+int cmp_hook(lua_State *L, int client_idx, const Slot *s) {
+  lua_pushcfunction(L, hook);
+  lua_pushvalue(L, client_idx);
+  lua_pushlightuserdata(L, (void *)s);
+  return lua_pcall(L, 2, 0, 0);
 }
 
 /* Waits for one slot to finish, moving every other transfer on too. */
@@ -604,8 +617,11 @@ static int run_single(lua_State *L, Client *c, int client_idx) {
       return 2;
     }
     cmp_wait_slot(c, s, 0);
+    if (cmp_hook(L, client_idx, s) != LUA_OK) {
+      s->state = SLOT_FREE;
+      return lua_error(L);
+    }
     s->state = SLOT_FREE;
-    cmp_hook(L, client_idx, s);
     if (cmp_reply(L, &s->reply, s->shape)) {
       r = cmp_finish(L, c, s, acc);
       if (r == 2)

@@ -123,7 +123,7 @@ void cmp_prepare(lua_State *L, Client *c, const char *name, int arg,
 int cmp_finish(lua_State *L, Client *c, Slot *s, int acc);
 int cmp_next_href(lua_State *L, Client *c, int page);
 int cmp_retry(lua_State *L, Client *c, Slot *s);
-void cmp_hook(lua_State *L, int client_idx, const Slot *s);
+int cmp_hook(lua_State *L, int client_idx, const Slot *s);
 void cmp_wait_slot(Client *c, Slot *s, int idx);
 void cmp_client_methods(lua_State *L);
 

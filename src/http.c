@@ -232,11 +232,10 @@ static double send_delay(Client *c, double now) {
   return at > now ? at - now : 0;
 }
 
+/* Strict spacing, no burst: each send books the next 1/rate seconds. */
 static void take_send_slot(Client *c, double now) {
-  if (c->rate > 0) {
-    double base = c->next_send > now - 1 / c->rate ? c->next_send : now;
-    c->next_send = base + 1 / c->rate;
-  }
+  if (c->rate > 0)
+    c->next_send = (c->next_send > now ? c->next_send : now) + 1 / c->rate;
 }
 
 /*
