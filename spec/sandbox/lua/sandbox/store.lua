@@ -8,8 +8,10 @@ local config = require "sandbox.config"
 
 local M = {}
 
--- A record: {seq = creation number, p = the profile's public fields,
--- custom = custom fields or nil, json = cached encodings}.
+-- A record: {seq = creation number, pkey, email (the indexed values),
+-- p = the profile's public fields (a seed line keeps its text in `raw`
+-- until p is first read, see LAZY), custom = custom fields or nil,
+-- json / json_ext = cached encodings}.
 local recs         -- records in creation (seq) order
 local by_pkey      -- PKey -> record
 local by_email     -- email -> array of records (seq order)
@@ -59,7 +61,11 @@ local function email_add(rec)
   local list = by_email[e]
   if not list then by_email[e] = { rec } return end
   list[#list + 1] = rec
-  table.sort(list, function(a, b) return a.seq < b.seq end)
+  -- New records come in seq order; only a PATCHed email brings an older
+  -- one, which must take its place.
+  if list[#list - 1].seq > rec.seq then
+    table.sort(list, function(a, b) return a.seq < b.seq end)
+  end
 end
 
 local function email_remove(rec)
