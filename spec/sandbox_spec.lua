@@ -513,6 +513,21 @@ describe("sandbox", function()
       assert.equal(counts[shared], c.count)
     end)
 
+    it("byEmail follows a PATCHed email and a deletion", function()
+      local p = first_profile()
+      local _, created = api("POST", PROFILE, { email = "moved@example.org" })
+      api("PATCH", path_of(p.PKey), { email = "moved@example.org" })
+      local _, page = api("GET", PROFILE .. "/byEmail?email=moved%40example.org")
+      assert.equal(2, #page.content)
+      assert.equal(p.PKey, page.content[1].PKey)     -- older first
+      assert.equal("example.org", page.content[1].domain)
+      local _, old = api("GET", PROFILE .. "/byEmail?email=" .. escape(p.email))
+      for _, x in ipairs(old.content) do assert.is_not.equal(p.PKey, x.PKey) end
+      api("DELETE", path_of(created.PKey))
+      local _, after = api("GET", PROFILE .. "/byEmail?email=moved%40example.org")
+      assert.equal(1, #after.content)
+    end)
+
     it("byText is a case-sensitive prefix of email or lastName", function()
       api("POST", PROFILE, { email = "zzprefix@example.com", lastName = "Other" })
       api("POST", PROFILE, { email = "other@example.com", lastName = "Zzprefix" })
