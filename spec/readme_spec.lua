@@ -1,0 +1,68 @@
+-- Every ```lua block of README.md runs against the sandbox, in order.
+-- Each runs in an environment with `campaign` (the module), `client` (a
+-- client on the sandbox) and `pkey` (the PKey of an existing profile)
+-- as globals, over the usual ones.
+package.cpath = "build/lua5.4/?.so;" .. package.cpath
+
+local sandbox = require "spec.support.sandbox"
+local campaign = require "campaign"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The ```lua blocks with the line each starts on and the heading above it.
+local function lua_blocks(text)
+  local blocks, heading, current, n = {}, "(top)", nil, 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if current then
+      if line:match("^```%s*$") then
+        blocks[#blocks + 1] = current
+        current = nil
+      else
+        current.lines[#current.lines + 1] = line
+      end
+    elseif line:match("^```lua%s*$") then
+      current = { line = n + 1, heading = heading, lines = {} }
+    elseif line:match("^#+ ") then
+      heading = line:gsub("^#+ ", "")
+    end
+  end
+  assert(current == nil, "a ```lua block is not closed")
+  for _, b in ipairs(blocks) do b.code = table.concat(b.lines, "\n") end
+  return blocks
+end
+
+local blocks = lua_blocks(read("README.md"))
+
+describe("README.md", function()
+  setup(function()
+    sandbox.reset()
+  end)
+
+  teardown(function()
+    sandbox.reset()
+  end)
+
+  it("has runnable examples", function()
+    assert.is_true(#blocks >= 8, "only " .. #blocks .. " ```lua blocks")
+  end)
+
+  for _, b in ipairs(blocks) do
+    it(("example at line %d (%s) runs"):format(b.line, b.heading), function()
+      local client = sandbox.client()
+      local first = assert(client:request("GET", "profileAndServices/profile?_lineCount=1"))
+      local env = setmetatable({
+        campaign = campaign, client = client, pkey = first.content[1].PKey,
+      }, { __index = _G })
+      local chunk = assert(load(b.code, "=README.md:" .. b.line, "t", env))
+      local ok, err = pcall(chunk)
+      client:close()
+      assert(ok, tostring(err))
+    end)
+  end
+end)
