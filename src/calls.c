@@ -356,22 +356,12 @@ static const Method methods[] = {
   { NULL, NULL }
 };
 
-/*
-** Prepares the call named by the string at name_idx with arguments
-** from arg on.  Raises on misuse.  On return the slot is set up and the
-** stack has grown by nothing.
-*/
-void cmp_prepare(lua_State *L, Client *c, const char *name, int arg,
-                 Slot *s) {
-  const Method *m;
+static void prepare(lua_State *L, Client *c, const Method *m, int arg,
+                    Slot *s) {
   Call call;
   size_t len = 0;
   const char *body;
 
-  for (m = methods; m->name && strcmp(m->name, name) != 0; m++)
-    ;
-  if (m->name == NULL)
-    luaL_error(L, "unknown method '%s'", name);
   memset(&call, 0, sizeof call);
   call.name = m->name;
   call.arg = arg;
@@ -383,6 +373,22 @@ void cmp_prepare(lua_State *L, Client *c, const char *name, int arg,
   s->shape = call.shape;
   s->route = call.route;
   lua_pop(L, 2);
+}
+
+/*
+** Prepares the call named `name` with arguments from stack index arg
+** on.  Raises on misuse.  On return the slot is set up and the stack is
+** as it was.
+*/
+void cmp_prepare(lua_State *L, Client *c, const char *name, int arg,
+                 Slot *s) {
+  const Method *m;
+
+  for (m = methods; m->name && strcmp(m->name, name) != 0; m++)
+    ;
+  if (m->name == NULL)
+    luaL_error(L, "unknown method '%s'", name);
+  prepare(L, c, m, arg, s);
 }
 
 /* ---------------------------------------------------------------- */
@@ -582,6 +588,9 @@ static int hook(lua_State *L) {
 ** client cannot take the slot and its answer.
 */
 int cmp_hook(lua_State *L, int client_idx, const Slot *s) {
+  Client *c = lua_touserdata(L, client_idx);
+  if (!c->has_hook)
+    return LUA_OK;
   lua_pushcfunction(L, hook);
   lua_pushvalue(L, client_idx);
   lua_pushlightuserdata(L, (void *)s);
@@ -705,15 +714,15 @@ static int client_profiles(lua_State *L) {
   return 1;
 }
 
-/* The one C function behind every method: upvalue 1 names it. */
+/* The one C function behind every method: upvalue 1 is its Method. */
 static int call_method(lua_State *L) {
   Client *c = cmp_checkclient(L, 1);
-  const char *name = lua_tostring(L, lua_upvalueindex(1));
+  const Method *m = lua_touserdata(L, lua_upvalueindex(1));
 
   if (c->slots[0].state != SLOT_FREE)
     return luaL_error(L, "a call on this client is already running "
                       "(from its own hook?)");
-  cmp_prepare(L, c, name, 2, &c->slots[0]);
+  prepare(L, c, m, 2, &c->slots[0]);
   return run_single(L, c, 1);
 }
 
@@ -722,7 +731,7 @@ void cmp_client_methods(lua_State *L) {
   lua_pushcfunction(L, client_profiles);
   lua_setfield(L, -2, "profiles");
   for (m = methods; m->name != NULL; m++) {
-    lua_pushstring(L, m->name);
+    lua_pushlightuserdata(L, (void *)m);
     lua_pushcclosure(L, call_method, 1);
     lua_setfield(L, -2, m->name);
   }

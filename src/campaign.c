@@ -450,6 +450,7 @@ static int campaign_new(lua_State *L) {
   lua_setiuservalue(L, -2, 1);
 
   setup_client(L, c, &o);
+  c->has_hook = o.hook != 0;
   c->closed = 0;
   setup_transport(L, c);
   return 1;

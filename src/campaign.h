@@ -81,6 +81,7 @@ typedef struct Client {
   double max_wait, rate, next_send, paused_until;
   unsigned long rng;
   int in_bulk;
+  int has_hook;         /* on_request was given */
   int nslots;           /* slot 0 serves single calls; 1.. bulk */
   Slot *slots;
   Slot token_slot;      /* asks the token endpoint */
