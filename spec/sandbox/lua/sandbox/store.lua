@@ -275,8 +275,10 @@ function M.create(body)
   local p = schema.defaults()
   p.PKey, p.cryptedId = fresh_pkey()
   p.created = now
-  local rec = new_record(p, nil)
-  set_fields(rec, body, now)
+  -- Fields first, then the record joins the indexes with its email.
+  local draft = { p = p }
+  set_fields(draft, body, now)
+  local rec = new_record(p, draft.custom)
   -- A flag set at creation has been "modified" then; unset ones stay "".
   for _, flag in ipairs(schema.FLAGS) do
     if body[flag] ~= nil then p[flag .. "LastModified"] = now end
