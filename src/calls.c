@@ -684,13 +684,16 @@ static int next_profile(lua_State *L) {
       return lua_error(L);   /* a page failed: never end as if complete */
 
     if (lua_getfield(L, -1, "content") != LUA_TTABLE)
-      return luaL_error(L, "campaign: protocol: a list without 'content'");
+      return shape_error(L, s, "a list without 'content'"), lua_error(L);
     lua_replace(L, lua_upvalueindex(3));
-    if (cmp_next_href(L, c, lua_gettop(L)) == 0)
-      lua_pushboolean(L, 0);
-    else if (lua_type(L, -1) != LUA_TSTRING)
-      return luaL_error(L, "campaign: protocol: a 'next' href not on "
-                        "base_url");
+    switch (cmp_next_href(L, c, lua_gettop(L))) {
+      case 0:
+        lua_pushboolean(L, 0);
+        break;
+      case -1:
+        return shape_error(L, s, "a 'next' href not on base_url"),
+               lua_error(L);
+    }
     lua_replace(L, lua_upvalueindex(5));
     i = 0;
     lua_settop(L, 0);
