@@ -528,6 +528,41 @@ describe("sandbox", function()
       assert.equal(1, #after.content)
     end)
 
+    it("keeps byEmail and _count in step with the profiles through random changes", function()
+      math.randomseed(7)
+      local emails = { "r1@example.com", "r2@example.com", "r3@example.net" }
+      local _, start = api("GET", PROFILE .. "?_lineCount=60")
+      local pool = {}
+      for _, p in ipairs(start.content) do pool[#pool + 1] = p.PKey end
+      for _ = 1, 120 do
+        local op = math.random(3)
+        if op == 1 then
+          local _, p = api("POST", PROFILE, { email = emails[math.random(#emails)] })
+          pool[#pool + 1] = p.PKey
+        elseif op == 2 and #pool > 0 then
+          api("PATCH", path_of(pool[math.random(#pool)]),
+            { email = emails[math.random(#emails)] })
+        elseif #pool > 0 then
+          api("DELETE", path_of(table.remove(pool, math.random(#pool))))
+        end
+      end
+      local by, n = {}, 0
+      local _, dump = request("GET", "/_sandbox/profiles")
+      for line in dump:gmatch("[^\n]+") do
+        local p = json(line)
+        n = n + 1
+        by[p.email] = (by[p.email] or 0) + 1
+      end
+      local _, c = api("GET", PROFILE .. "/_count")
+      assert.equal(n, c.count)
+      for _, e in ipairs(emails) do
+        local _, page = api("GET", PROFILE .. "/byEmail?_lineCount=500&email=" .. escape(e))
+        assert.equal(by[e] or 0, #page.content, e)
+        local _, ce = api("GET", PROFILE .. "/byEmail/_count?email=" .. escape(e))
+        assert.equal(by[e] or 0, ce.count, e)
+      end
+    end)
+
     it("byText is a case-sensitive prefix of email or lastName", function()
       api("POST", PROFILE, { email = "zzprefix@example.com", lastName = "Other" })
       api("POST", PROFILE, { email = "other@example.com", lastName = "Zzprefix" })
