@@ -427,6 +427,7 @@ end
 
 local function send(res, method, route)
   local kind, opts = faults.after(method, route)
+  if kind == "drop" then return ngx.exit(444) end
   if kind == "garbage" then
     res = { status = 200, body = "<html><body>upstream says hello</body></html>\n" }
   elseif kind then

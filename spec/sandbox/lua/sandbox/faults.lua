@@ -101,7 +101,10 @@ function M.before(method, route)
     end
     window_count = window_count + 1
   end
-  if current.drop and fires(current.drop, method, route) then return "drop" end
+  local drop = current.drop
+  if drop and not (type(drop) == "table" and drop.after) and fires(drop, method, route) then
+    return "drop"
+  end
   local st = current.status
   if st and fires(st, method, route) then
     local r
@@ -118,10 +121,15 @@ function M.before(method, route)
   return nil
 end
 
--- Faults acting on the answer.  Returns nil or {kind = "garbage" |
--- "truncate" | "trickle", options}.
+-- Faults acting on the answer of a request that was served (its change
+-- made).  Returns nil, or the kind ("drop" with "after": true, "garbage",
+-- "truncate", "trickle") and its options.
 function M.after(method, route)
   if not active then return nil end
+  local drop = current.drop
+  if type(drop) == "table" and drop.after and fires(drop, method, route) then
+    return "drop", drop
+  end
   for _, kind in ipairs({ "garbage", "truncate", "trickle" }) do
     local f = current[kind]
     if f and fires(f, method, route) then return kind, f end
