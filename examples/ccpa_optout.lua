@@ -169,7 +169,8 @@ local function progress(enabled, size, source)
   return tick, clear
 end
 
-local function summary(counts, changed, dry_run, carried, report_path)
+local function summary(counts, changed, dry_run, carried, redone,
+    report_path)
   local engine = require "ccpa.engine"
   local total = 0
   for _, o in ipairs(engine.ORDER) do total = total + counts[o] end
@@ -182,6 +183,10 @@ local function summary(counts, changed, dry_run, carried, report_path)
   if carried > 0 then
     out[#out + 1] = ("  (%d settled in the earlier report, carried over)")
       :format(carried)
+  end
+  if redone and redone > 0 then
+    out[#out + 1] = ("  (%d that had succeeded done again, in order with "
+      .. "a failed request for the same person)"):format(redone)
   end
   if dry_run then
     out[#out + 1] = ("profiles to change %6d (dry run: nothing written)")
@@ -276,10 +281,10 @@ local function main()
       .. "kept as it is)")
   end
 
-  local settled
+  local settled, redone
   if args.resume then
-    settled, why = resume.settled(args.resume)
-    if not settled then cannot("--resume: %s", why) end
+    settled, redone = resume.settled(args.resume)
+    if not settled then cannot("--resume: %s", redone) end
   end
 
   local campaign = require "campaign"
@@ -355,7 +360,7 @@ local function main()
     error(result, 0)
   end
   for o, n in pairs(result) do counts[o] = counts[o] + n end
-  summary(counts, changed, args.dry_run, carried, report_path)
+  summary(counts, changed, args.dry_run, carried, redone, report_path)
   return counts.failed > 0 and EXIT_FAILED or EXIT_OK
 end
 

@@ -369,7 +369,11 @@ describe_sandbox("ccpa_optout.lua against the sandbox", function()
     while not read(statusfile) and socket.gettime() < deadline do
       socket.sleep(0.05)
     end
-    assert.equal("130", read(statusfile))
+    -- A lost interrupt shows as status 1 and a BAD_JSON row: lua5.4's
+    -- Ctrl-C error is raised at the next call, which may be the module's
+    -- protected call of cjson.decode, where it is taken for bad JSON.
+    assert.equal("130", read(statusfile), "the interrupt was lost: "
+      .. io.open(log):read("a"))
     local text = io.open(log):read("a")
     assert.matches("^ccpa_optout: interrupted: .*%-%-resume", text)
     assert.equal(1, select(2, text:gsub("\n", "")), text)
@@ -394,9 +398,14 @@ describe_sandbox("ccpa_optout.lua against the sandbox", function()
 
   it("reads JSON Lines and writes a JSON Lines report", function()
     reset()
-    local some
-    for pkey, p in pairs(profiles()) do
-      if not p.ccpaOptOut then some = { pkey = pkey, email = p.email } break end
+    -- a profile not opted out, whose email no other profile has
+    local all, uses, some = profiles(), {}, nil
+    for _, p in pairs(all) do uses[p.email] = (uses[p.email] or 0) + 1 end
+    for pkey, p in pairs(all) do
+      if not p.ccpaOptOut and uses[p.email] == 1 then
+        some = { pkey = pkey, email = p.email }
+        break
+      end
     end
     local input = report_file(".jsonl")
     local fh = io.open(input, "w")

@@ -192,7 +192,9 @@ describe("resume", function()
   it("settles a record only when every row of it succeeded", function()
     local path = tmpname(".csv")
     local w = assert(report.writer(path, {}))
-    local function r(n) return { rec = n, id = "x@y", optout = true, extras = {} } end
+    local function r(n)
+      return { rec = n, id = n .. "@example.com", optout = true, extras = {} }
+    end
     w:write({ w:row(r(1), { outcome = "opted_out" }) })
     w:write({ w:row(r(2), { outcome = "opted_out" }),
       w:row(r(2), { outcome = "failed", error = "503" }) })
@@ -220,6 +222,33 @@ describe("resume", function()
     os.remove(path)
     os.remove(out)
   end)
+
+  it("does again what succeeded for a person a failed request reached",
+    function()
+      local path = tmpname(".csv")
+      local w = assert(report.writer(path, {}))
+      local function r(n, id)
+        return { rec = n, id = id, optout = true, extras = {} }
+      end
+      -- 1 failed writing @p; 2 reached @p by email: done again
+      w:write({ w:row(r(1), { pkey = "@p", outcome = "failed" }) })
+      w:write({ w:row(r(2, "A@x.org"), { pkey = "@p", outcome = "opted_in" }) })
+      -- 3's lookup failed; 4 has the same email in another case, and
+      -- reached @q, which 5 reached by PKey: both done again
+      w:write({ w:row(r(3, "B@x.org"), { outcome = "failed" }) })
+      w:write({ w:row(r(5, "@q"), { pkey = "@q", outcome = "already_set" }) })
+      w:write({ w:row(r(4, "b@x.org"), { pkey = "@q", outcome = "opted_out" }) })
+      -- 6 and 7 reached no one a failed request did
+      w:write({ w:row(r(6, "c@x.org"), { pkey = "@r", outcome = "opted_out" }) })
+      w:write({ w:row(r(7, "d@x.org"), { outcome = "not_found" }) })
+      w:close()
+      local s, redone = assert(resume.settled(path))
+      local got = {}
+      for n = 1, 7 do got[n] = s:has(n) end
+      assert.same({ false, false, false, false, false, true, true }, got)
+      assert.equal(3, redone)
+      os.remove(path)
+    end)
 end)
 
 -- A client made of tables: profiles by PKey, lookups by exact email.
@@ -486,6 +515,43 @@ describe("engine", function()
     assert.is_false(ok)
     assert.equal(401, e.fatal.status)
   end)
+
+  it("resumes so that the later request for a profile still wins",
+    function()
+      local c = fake_client({ { PKey = "@a", email = "ann@x.org" } })
+      local text = "email,pkey,optout\nann@x.org,,true\n,@a,false\n"
+      -- the first write fails; the second (later, opt in) lands
+      local set, calls = c.set_ccpa_optout, 0
+      c.set_ccpa_optout = function(self, pk, flag)
+        calls = calls + 1
+        if calls == 1 then
+          return nil, { kind = "http", status = 503, message = "busy" }
+        end
+        return set(self, pk, flag)
+      end
+      local first = tmpname(".csv")
+      local src = assert(requests.open(handle(text), "csv"))
+      local w = assert(report.writer(first, src.extra_names))
+      local counts = engine.run { client = c, source = src.next, writer = w,
+        field = "ccpaOptOut", concurrency = 4 }
+      w:close()
+      assert.same({ 1, 1 }, { counts.failed, counts.already_set })
+      assert.is_false(c.profiles["@a"].ccpaOptOut)
+
+      local settled, redone = assert(resume.settled(first))
+      assert.equal(1, redone)
+      src = assert(requests.open(handle(text), "csv"))
+      local second = tmpname(".csv")
+      w = assert(report.writer(second, src.extra_names))
+      counts = engine.run { client = c, source = src.next, writer = w,
+        field = "ccpaOptOut", concurrency = 4,
+        skip = function(n) return settled:has(n) end }
+      w:close()
+      assert.same({ 1, 1 }, { counts.opted_out, counts.opted_in })
+      assert.is_false(c.profiles["@a"].ccpaOptOut)
+      os.remove(first)
+      os.remove(second)
+    end)
 
   it("leaves out the records an earlier run settled", function()
     local c = fake_client(PEOPLE)

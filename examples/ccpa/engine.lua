@@ -111,9 +111,10 @@ local GENERATION = 10000
 -- once.  Then, strictly in input order, each request takes a lock on every
 -- profile it found (a queue per PKey), and writes while it holds it.  So
 -- two requests that reach the same profile, whether by email or by PKey,
--- write it in input order.  A request that had to wait for a lock, or whose
--- profile was written since its read, takes the flag as the earlier request
--- left it, or reads it again when that is not known (a failed write).
+-- write it in input order.  A request keeps its locks until its rows are in
+-- the report.  A request that had to wait for a lock, or whose profile was
+-- written since its read, takes the flag as the earlier request left it, or
+-- reads it again when that is not known (after a failed write).
 function M.run(p)
   local client, writer, field = p.client, p.writer, p.field
   local max_open = p.max_open or 4096
@@ -159,6 +160,12 @@ function M.run(p)
     push(ready, { op = op, req = req, step = step, slot = slot })
   end
 
+  local release
+
+  -- The request is over: its rows go to the report, and only then are its
+  -- profiles' locks handed on.  So a later request that reaches one of
+  -- them is never in the report before this one (which --resume relies
+  -- on).
   local function finish(req, rows)
     table.sort(rows, function(a, b) return a.n < b.n end)
     for i, r in ipairs(rows) do
@@ -169,6 +176,9 @@ function M.run(p)
     local outcome = strongest(rows)
     counts[outcome] = counts[outcome] + 1
     if req.kind then open = open - 1 end
+    for _, slot in ipairs(req.found or {}) do
+      release(slot.pkey, slot.now)
+    end
     if p.on_request then p.on_request(req.rec, outcome) end
   end
 
@@ -178,6 +188,7 @@ function M.run(p)
 
   -- One profile of a request is settled (or failed).
   local function slot_done(req, slot, fields)
+    slot.now = fields.after -- the profile's value now, if known
     row(req, slot.n, fields)
     req.left = req.left - 1
     if req.left == 0 then finish(req, req.rows) end
@@ -185,7 +196,7 @@ function M.run(p)
 
   -- Hands the profile's lock to the next request waiting for it, with the
   -- value the profile has now (nil: not known).
-  local function release(pkey, value)
+  function release(pkey, value)
     local nxt = pop(locks[pkey])
     if nxt then
       local req, slot = nxt[1], nxt[2]
@@ -214,7 +225,6 @@ function M.run(p)
       return schedule(req, "set", { "set_ccpa_optout", slot.pkey, req.optout },
         slot)
     end
-    release(slot.pkey, fields.after)
     slot_done(req, slot, fields)
   end
 
@@ -327,7 +337,6 @@ function M.run(p)
 
   function handlers.recheck(req, result, err, slot)
     if err then
-      release(slot.pkey)
       return slot_done(req, slot, failed(err, slot))
     end
     decide(req, slot, result == true)
@@ -343,7 +352,6 @@ function M.run(p)
     end
     -- a failed write may have landed or not: later requests read again
     wrote(slot.pkey, fields.after)
-    release(slot.pkey, fields.after)
     slot_done(req, slot, fields)
   end
 
