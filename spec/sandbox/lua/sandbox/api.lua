@@ -202,10 +202,12 @@ local function update_profile(req)
   body, err = body_or_error(req)
   if not body then return err end
   store.update(rec, body)
-  local json = store.encode(rec, req.ext)
-  if config.current.patch_response == "full" then return { status = 200, body = json } end
-  local p = rec.p
-  return { status = 200, body = util.encode({ PKey = p.PKey, href = p.href }) }
+  if config.current.patch_response == "full" then
+    return { status = 200, body = store.encode(rec, req.ext) }
+  end
+  local pkey = rec.pkey
+  return { status = 200, body = '{"PKey":' .. util.encode_sorted(pkey) .. ',"href":'
+    .. util.encode_sorted(resource_base(req) .. "/" .. util.escape(pkey)) .. '}' }
 end
 
 local function delete_profile(req)

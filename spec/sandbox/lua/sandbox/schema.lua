@@ -1,6 +1,8 @@
 -- The profile resource's fields: which exist, their types, Campaign's
 -- defaults, which are read-only, and the validation of a client's body.
 -- Error messages imitate Campaign's (an error id, then the field named).
+local util = require "sandbox.util"
+
 local M = {}
 
 local FLAGS = {
@@ -44,6 +46,24 @@ local READ_ONLY = {
 }
 for _, f in ipairs(FLAGS) do READ_ONLY[f .. "LastModified"] = true end
 M.READ_ONLY = READ_ONLY
+
+-- The order a profile's JSON lists its fields in (util.encode_ordered),
+-- with `custom` field names added for the Ext resource.
+function M.profile_order(custom)
+  local keys, sub = {}, {}
+  for name, kind in pairs(FIELDS) do
+    keys[#keys + 1] = name
+    if type(kind) == "table" and kind[1] == nil then
+      local subkeys = {}
+      for k in pairs(kind) do subkeys[#subkeys + 1] = k end
+      sub[name] = util.order(subkeys)
+    end
+  end
+  for name in pairs(READ_ONLY) do keys[#keys + 1] = name end
+  for _, name in ipairs(custom or {}) do keys[#keys + 1] = name end
+  sub.subscriptions = util.order({ "href" })
+  return util.order(keys, sub)
+end
 
 local function is_enum(kind) return type(kind) == "table" and kind[1] ~= nil end
 local function is_object(kind) return type(kind) == "table" and kind[1] == nil end

@@ -219,6 +219,19 @@ function M.get(pkey) return by_pkey[pkey] end
 function M.size() return #recs end
 function M.all() return recs end
 
+-- Field orders of the profile JSON: the standard resource's, and the Ext
+-- resource's for the custom fields in force (remade when they change).
+local STANDARD = schema.profile_order()
+local ext_for, ext_cached
+local function ext_order(custom_fields)
+  if ext_for ~= custom_fields then
+    local names = {}
+    for name in pairs(custom_fields) do names[#names + 1] = name end
+    ext_for, ext_cached = custom_fields, schema.profile_order(names)
+  end
+  return ext_cached
+end
+
 -- The JSON of one profile as the standard or the Ext resource shows it;
 -- cached per record unless `transient` (a dump of every profile should
 -- not keep a second copy of them all).
@@ -238,7 +251,7 @@ function M.encode(rec, ext, transient)
       p[name] = v
     end
   end
-  local s = util.encode_sorted(p)
+  local s = util.encode_ordered(p, ext and ext_order(cfg.custom_fields) or STANDARD)
   if ext then
     for name in pairs(cfg.custom_fields) do p[name] = nil end
   end
