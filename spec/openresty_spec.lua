@@ -1,0 +1,347 @@
+-- The OpenResty example (examples/openresty/) on a real nginx with the
+-- LuaJIT build of the module loaded, against the sandbox:
+--   sh spec/sandbox/with-sandbox.sh lua5.4 /usr/bin/busted spec/openresty_spec.lua
+-- Requests go through curl, as a browser's would: cookies in a jar, an
+-- Origin header, the form's token.
+local cjson = require("cjson").new()
+
+local SANDBOX = os.getenv("CAMPAIGN_BASE_URL")
+local ROOT = io.popen("pwd"):read("l")
+local PREFIX = os.tmpname()  -- a file: replaced by a directory below
+local RUN = "sh examples/openresty/run.sh"
+local BASE
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok, code
+end
+
+local function env()
+  return ("PREFIX=%s RATE=50r/s BURST=60 PRIVACY_RETRY_MIN=0.3 PRIVACY_RETRY_MAX=1 " ..
+    "PRIVACY_SESSION_SECRET=%s CAMPAIGN_BASE_URL=%s CAMPAIGN_ORG=acme " ..
+    "CAMPAIGN_API_KEY=sandbox-client CAMPAIGN_ACCESS_TOKEN=sandbox-token ")
+    :format(q(PREFIX), string.rep("s3cr3t-", 6), q(SANDBOX))
+end
+
+local function start()
+  local out, ok = sh(env() .. RUN .. " start 2>" .. q(PREFIX .. "/run.err"))
+  assert(ok, "run.sh start failed: " .. out .. sh("cat " .. q(PREFIX .. "/run.err")))
+  BASE = out:match("(http://127%.0%.0%.1:%d+)%s*$")
+  assert(BASE, "no URL from run.sh: " .. out)
+end
+
+local function stop()
+  sh(env() .. RUN .. " stop")
+end
+
+-- One HTTP request with curl. opts: method, path, jar (cookie file, read
+-- and written), cookie (a Cookie header instead), form (table), headers,
+-- base. Returns status, body, seconds.
+local function http(opts)
+  local args = { "curl -s -o - -w '\\n%{http_code} %{time_total}'" }
+  if opts.method then args[#args + 1] = "-X " .. opts.method end
+  if opts.jar then args[#args + 1] = "-b " .. q(opts.jar) .. " -c " .. q(opts.jar) end
+  if opts.cookie then args[#args + 1] = "-H " .. q("Cookie: " .. opts.cookie) end
+  for k, v in pairs(opts.headers or {}) do args[#args + 1] = "-H " .. q(k .. ": " .. v) end
+  for k, v in pairs(opts.form or {}) do
+    args[#args + 1] = "--data-urlencode " .. q(k .. "=" .. v)
+  end
+  args[#args + 1] = q((opts.base or BASE) .. opts.path)
+  local out = sh(table.concat(args, " "))
+  local body, status, secs = out:match("^(.*)\n(%d+) ([%d.]+)$")
+  return tonumber(status), body, tonumber(secs)
+end
+
+local function control(method, path, body)
+  local out, ok = sh(("curl -sf -X %s %s %s"):format(method,
+    body and ("-H 'Content-Type: application/json' --data-binary " .. q(cjson.encode(body)))
+      or "", q(SANDBOX .. "/_sandbox/" .. path)))
+  assert(ok, method .. " /_sandbox/" .. path .. " failed")
+  return out
+end
+
+local function profiles()
+  local list = {}
+  for line in control("GET", "profiles"):gmatch("[^\n]+") do
+    list[#list + 1] = cjson.decode(line)
+  end
+  return list
+end
+
+local function profile(pkey)
+  for _, p in ipairs(profiles()) do
+    if p.PKey == pkey then return p end
+  end
+end
+
+-- Profiles not opted out whose email no other profile has.
+local function candidates()
+  local count, list = {}, {}
+  local all = profiles()
+  for _, p in ipairs(all) do count[p.email] = (count[p.email] or 0) + 1 end
+  for _, p in ipairs(all) do
+    if p.ccpaOptOut == false and count[p.email] == 1 and p.email:match("^[%w.+_-]+@[%w.-]+$") then
+      list[#list + 1] = p
+    end
+  end
+  return list
+end
+
+local taken = 0
+local pool
+local function fresh(n)
+  pool = pool or candidates()
+  local out = {}
+  for i = 1, n do out[i] = assert(pool[taken + i], "not enough profiles") end
+  taken = taken + n
+  return out
+end
+
+local jars = 0
+-- A browser: a cookie jar holding the csrf cookie, and the form's token.
+local function browser()
+  jars = jars + 1
+  local jar = PREFIX .. "/jar" .. jars
+  local status, body = http { path = "/privacy/token", jar = jar }
+  assert(status == 200, "token: " .. tostring(status))
+  return { jar = jar, token = cjson.decode(body).csrf }
+end
+
+local function post(b, path, form, headers)
+  form = form or {}
+  form.csrf = form.csrf or b.token
+  local h = { Origin = BASE, Accept = "application/json" }
+  for k, v in pairs(headers or {}) do h[k] = v or nil end
+  return http { path = path, jar = b.jar, form = form, headers = h }
+end
+
+local function sign_in(b, email)
+  local status, body = post(b, "/demo/sign-in", { email = email })
+  assert(status == 200, "sign-in: " .. tostring(status) .. " " .. tostring(body))
+end
+
+local function queue()
+  local status, body = http { path = "/privacy/queue" }
+  assert(status == 200)
+  return cjson.decode(body)
+end
+
+local function wait_for(what, f, secs)
+  local deadline = os.time() + (secs or 10)
+  while true do
+    local v = f()
+    if v then return v end
+    assert(os.time() <= deadline, "timed out waiting for " .. what)
+    sh("sleep 0.1")
+  end
+end
+
+local function counters()
+  return cjson.decode(control("GET", "counters"))
+end
+
+describe("the OpenResty example", function()
+  setup(function()
+    assert(SANDBOX, "run under spec/sandbox/with-sandbox.sh")
+    local f = io.open(ROOT .. "/build/luajit/campaign.so")
+    if f then
+      f:close()
+    else
+      assert(os.execute("sh tools/deps.sh luajit && make LUA=luajit >/dev/null"),
+        "cannot build the LuaJIT module")
+    end
+    os.remove(PREFIX)
+    assert(os.execute("mkdir -p " .. q(PREFIX)))
+    control("POST", "reset", {})
+    start()
+  end)
+
+  teardown(function()
+    stop()
+    control("DELETE", "faults")
+    sh("rm -rf " .. q(PREFIX))
+  end)
+
+  before_each(function()
+    control("DELETE", "faults")
+  end)
+
+  it("runs the LuaJIT build of the module", function()
+    local status = http { path = "/healthz" }
+    assert.equal(200, status)
+    local conf = io.open(PREFIX .. "/nginx.conf"):read("a")
+    assert.truthy(conf:find(ROOT .. "/build/luajit/?.so", 1, true))
+  end)
+
+  it("sets ccpaOptOut from the form, for an email", function()
+    local p = fresh(1)[1]
+    local b = browser()
+    local status, body = post(b, "/privacy/do-not-sell", { email = p.email })
+    assert.equal(200, status, body)
+    assert.equal("done", cjson.decode(body).state)
+    assert.is_true(profile(p.PKey).ccpaOptOut)
+  end)
+
+  it("refuses cross-site requests, bad tokens and other methods", function()
+    local p = fresh(1)[1]
+    local b = browser()
+    assert.equal(403, (post(b, "/privacy/do-not-sell", { email = p.email },
+      { Origin = "http://elsewhere.invalid" })))
+    assert.equal(403, (post(b, "/privacy/do-not-sell", { email = p.email },
+      { ["Sec-Fetch-Site"] = "cross-site" })))
+    assert.equal(403, (post(b, "/privacy/do-not-sell", { email = p.email, csrf = "forged" })))
+    assert.equal(403, (http { path = "/privacy/do-not-sell", form = { email = p.email,
+      csrf = b.token }, headers = { Origin = BASE } }))  -- no csrf cookie
+    assert.equal(405, (http { path = "/privacy/do-not-sell", jar = b.jar }))
+    assert.is_false(profile(p.PKey).ccpaOptOut)
+  end)
+
+  it("takes a signed-in visitor's person from the session, never from the body", function()
+    local me, other = table.unpack(fresh(2))
+    local b = browser()
+    sign_in(b, me.email)
+    local status = post(b, "/privacy/do-not-sell", { email = other.email, pkey = other.PKey })
+    assert.equal(200, status)
+    assert.is_true(profile(me.PKey).ccpaOptOut)
+    assert.is_false(profile(other.PKey).ccpaOptOut)
+    -- A session cookie altered by hand is no session.
+    local jar = io.open(b.jar):read("a")
+    local sid = jar:match("\tsid\t(%S+)")
+    local forged = sid:gsub("^(.)", function(c) return c == "A" and "B" or "A" end)
+    local st = http { path = "/privacy/do-not-sell", cookie = "sid=" .. forged ..
+      "; csrf=" .. jar:match("\tcsrf\t(%S+)"), form = { csrf = b.token },
+      headers = { Origin = BASE } }
+    assert.equal(400, st)  -- anonymous, and no email given
+  end)
+
+  it("opts a GPC visitor out once, however many pages they view", function()
+    local p = fresh(1)[1]
+    local b = browser()
+    sign_in(b, p.email)
+    control("DELETE", "counters")
+    for _ = 1, 5 do
+      local status, _, secs = http { path = "/", jar = b.jar, headers = { ["Sec-GPC"] = "1" } }
+      assert.equal(200, status)
+      assert.is_true(secs < 1)
+    end
+    wait_for("the GPC opt-out", function() return profile(p.PKey).ccpaOptOut end)
+    for _ = 1, 3 do http { path = "/", jar = b.jar, headers = { ["Sec-GPC"] = "1" } } end
+    sh("sleep 0.3")
+    assert.equal(0, queue().pending)
+    assert.equal(1, counters().requests["PATCH profile/pkey"])
+    -- Without the signal, or signed out, nothing is queued.
+    local q2 = fresh(1)[1]
+    local b2 = browser()
+    sign_in(b2, q2.email)
+    http { path = "/", jar = b2.jar }
+    http { path = "/", headers = { ["Sec-GPC"] = "1" } }
+    sh("sleep 0.3")
+    assert.is_false(profile(q2.PKey).ccpaOptOut)
+  end)
+
+  it("keeps serving while 50 opt-outs wait on a slow Campaign", function()
+    local people = fresh(50)
+    local b = browser()
+    control("POST", "faults", { latency_ms = 500 })
+    local dir = PREFIX .. "/slow"
+    local lines = { "mkdir -p " .. q(dir), "cd " .. q(dir) }
+    for i, p in ipairs(people) do
+      lines[#lines + 1] = ("curl -s -o /dev/null -w '%%{http_code} %%{time_total}\\n' -b %s " ..
+        "-H %s -H 'Accept: application/json' --data-urlencode %s --data-urlencode %s %s " ..
+        ">post%d &"):format(q(b.jar), q("Origin: " .. BASE), q("email=" .. p.email),
+        q("csrf=" .. b.token), q(BASE .. "/privacy/do-not-sell"), i)
+    end
+    lines[#lines + 1] = "sleep 0.3"
+    lines[#lines + 1] = "curl -s " .. q(BASE .. "/privacy/queue") .. " >queue"
+    for _ = 1, 5 do
+      lines[#lines + 1] = "curl -s -o /dev/null -w '%{time_total}\\n' " ..
+        q(BASE .. "/healthz") .. " >>healthz; sleep 0.05"
+    end
+    lines[#lines + 1] = "wait"
+    local t0 = sh("date +%s.%N")
+    sh(table.concat(lines, "\n"))
+    local elapsed = tonumber((sh("date +%s.%N"))) - tonumber(t0)
+
+    local in_flight = cjson.decode(io.open(dir .. "/queue"):read("a")).pending
+    local worst = 0
+    for line in io.lines(dir .. "/healthz") do worst = math.max(worst, tonumber(line)) end
+    local statuses = {}
+    for i = 1, 50 do
+      local code = io.open(dir .. "/post" .. i):read("a"):match("^(%d+)")
+      statuses[code] = (statuses[code] or 0) + 1
+    end
+    print(("\n  openresty: %d opt-outs in flight, Campaign at 500 ms: the plain location "
+      .. "answered in %.1f ms at worst (5 tries); the 50 took %.2f s in all")
+      :format(in_flight, worst * 1000, elapsed))
+    assert.is_true(in_flight >= 40, "only " .. in_flight .. " in flight")
+    assert.is_true(worst < 0.1, ("plain location took %.3f s"):format(worst))
+    assert.same({ ["200"] = 50 }, statuses)
+    local now = {}
+    for _, p in ipairs(profiles()) do now[p.PKey] = p.ccpaOptOut end
+    for _, p in ipairs(people) do assert.is_true(now[p.PKey], p.email) end
+  end)
+
+  it("rate-limits the form per client address", function()
+    local b = browser()
+    -- One curl, 150 requests in parallel (a bad token: nothing reaches
+    -- Campaign); the zone allows 50 a second with a burst of 60.
+    local urls = {}
+    for i = 1, 150 do urls[i] = "-o /dev/null " .. q(BASE .. "/privacy/do-not-sell") end
+    local out = sh(("curl -s -Z --parallel-max 150 -w '%%{http_code}\\n' " ..
+      "-b %s -H %s --data-urlencode 'csrf=forged' %s 2>/dev/null"):format(q(b.jar),
+      q("Origin: " .. BASE), table.concat(urls, " ")))
+    local limited = 0
+    for code in out:gmatch("%d+") do
+      if code == "429" then limited = limited + 1 end
+    end
+    print(("\n  openresty: %d of 150 form posts at once were refused with 429"):format(limited))
+    assert.is_true(limited > 0, "no 429 in 150 requests at once")
+  end)
+
+  it("keeps opt-outs while Campaign is down, over a reload and a restart, then delivers",
+  function()
+    local people = fresh(3)
+    local gpc = fresh(1)[1]
+    local b = browser()
+    local g = browser()
+    sign_in(g, gpc.email)
+    control("POST", "faults", { drop = true })
+    for _, p in ipairs(people) do
+      local status, body, secs = post(b, "/privacy/do-not-sell", { email = p.email })
+      assert.equal(202, status, body)
+      assert.equal("queued", cjson.decode(body).state)
+      assert.is_true(secs < 5)
+    end
+    assert.equal(200, (http { path = "/", jar = g.jar, headers = { ["Sec-GPC"] = "1" } }))
+    wait_for("retries", function()
+      local st = queue()
+      if st.pending ~= 4 then return false end
+      for _, j in ipairs(st.jobs) do if j.tries < 2 then return false end end
+      return true
+    end)
+
+    assert(os.execute(env() .. RUN .. " reload"))
+    sh("sleep 0.5")
+    assert.equal(4, queue().pending)
+
+    stop()
+    start()
+    assert.equal(4, queue().pending)
+    -- The GPC visitor was recorded before the restart: not queued again.
+    http { path = "/", jar = g.jar, headers = { ["Sec-GPC"] = "1" } }
+    assert.equal(4, queue().pending)
+
+    control("DELETE", "faults")
+    wait_for("delivery", function() return queue().pending == 0 end)
+    local now = {}
+    for _, p in ipairs(profiles()) do now[p.PKey] = p.ccpaOptOut end
+    for _, p in ipairs(people) do assert.is_true(now[p.PKey], p.email) end
+    assert.is_true(now[gpc.PKey])
+  end)
+end)
