@@ -178,13 +178,13 @@ describe("sandbox", function()
     end
 
     it("issues bearer tokens the API accepts until they expire", function()
-      control("POST", "config", { token_ttl = 1 })
+      control("POST", "config", { token_ttl = 2 })
       local s, b = token_request(GOOD)
       assert.equal(200, s)
-      assert.same({ "bearer", 1 }, { b.token_type, b.expires_in })
+      assert.same({ "bearer", 2 }, { b.token_type, b.expires_in })
       local auth = { ["Authorization"] = "Bearer " .. b.access_token }
       assert.equal(200, (api("GET", PROFILE .. "?_lineCount=1", nil, auth)))
-      socket.sleep(1.2)
+      socket.sleep(2.1)
       local s2, b2 = api("GET", PROFILE .. "?_lineCount=1", nil, auth)
       assert.same({ 401, "401013" }, { s2, b2.error_code })
       -- the fixed token never expires
@@ -620,7 +620,7 @@ describe("sandbox", function()
       t = now()
       get_first()
       local dt = now() - t
-      assert.is_true(dt >= 0.095 and dt < 1, tostring(dt))
+      assert.is_true(dt >= 0.095 and dt < 3, tostring(dt))
     end)
 
     it("answers a status for the next N requests, then serves again", function()
@@ -671,10 +671,10 @@ describe("sandbox", function()
     end)
 
     it("never applies to /_sandbox/, and DELETE clears them", function()
-      control("POST", "faults", { status = { code = 503 }, latency_ms = 300 })
+      control("POST", "faults", { status = { code = 503 }, latency_ms = 1500 })
       local t = now()
       control("GET", "counters")
-      assert.is_true(now() - t < 0.25)
+      assert.is_true(now() - t < 1.2)
       assert.equal(503, (get_first()))
       control("DELETE", "faults")
       assert.same({}, control("GET", "faults"))
@@ -751,22 +751,29 @@ describe("sandbox", function()
     end)
 
     it("rate-limits: beyond N a second, 429 429050 with Retry-After: 1", function()
-      control("POST", "faults", { rate_limit = 5 })
+      control("POST", "faults", { rate_limit = 3 })
       local c = connect()
-      local ok, limited, retry, code = 0, 0, nil, nil
+      local limited, retry, code = 0, nil, nil
       for _ = 1, 12 do
         send_raw(c, "GET", PROFILE .. "/_count")
         local status, headers, body = read_raw(c)
-        if status == 200 then ok = ok + 1 end
         if status == 429 then
           limited = limited + 1
           retry, code = headers["retry-after"], json(body).error_code
         end
       end
       c:close()
-      assert.is_true(ok >= 5 and ok <= 10, "ok " .. ok)
-      assert.is_true(limited >= 2)
+      assert.is_true(limited >= 1)
       assert.same({ "1", "429050" }, { retry, code })
+      -- by the sandbox's own clock: at most 3 served in any one second
+      local served = {}
+      for _, e in ipairs(control("GET", "log")) do
+        if e.status == 200 then
+          local sec = math.floor(e.t)
+          served[sec] = (served[sec] or 0) + 1
+          assert.is_true(served[sec] <= 3, "second " .. sec)
+        end
+      end
     end)
 
     it("refuses an unknown fault", function()
@@ -827,7 +834,7 @@ describe("sandbox", function()
       assert.equal(200, log[2].status)
       assert.equal(log[1].conn, log[2].conn)
       local gap = log[2].t - log[1].t
-      assert.is_true(gap >= 0.19 and gap < 0.5, tostring(gap))
+      assert.is_true(gap >= 0.19 and gap < 3, tostring(gap))
       assert.is_true(math.abs(log[1].t - t0) < 5)
       assert.equal(1, #control("GET", "log?since=" .. log[2].t))
     end)
