@@ -345,3 +345,156 @@ describe("the OpenResty example", function()
     assert.is_true(now[gpc.PKey])
   end)
 end)
+
+-- campaign.ngx on its own, in a minimal nginx on a Unix socket.
+describe("campaign.ngx", function()
+  local dir, sock
+  local function get(path)
+    local out, ok = sh(("curl -s --unix-socket %s http://helper%s"):format(q(sock), path))
+    assert(ok, "no answer from the helper's nginx")
+    return cjson.decode(out)
+  end
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. q(dir)))
+    sock = dir .. "/nginx.sock"
+    local conf = ([[
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+%s
+worker_processes 1;
+daemon on;
+pid @D@/nginx.pid;
+error_log @D@/error.log warn;
+env CAMPAIGN_BASE_URL;
+thread_pool campaign threads=2;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path @D@/body;
+  proxy_temp_path @D@/proxy;
+  fastcgi_temp_path @D@/fastcgi;
+  uwsgi_temp_path @D@/uwsgi;
+  scgi_temp_path @D@/scgi;
+  lua_package_path "@R@/lua/?.lua;;";
+  lua_package_cpath "@R@/build/luajit/?.so;;";
+  lua_worker_thread_vm_pool_size 2;
+  init_by_lua_block { require("campaign.ngx").configure { vms = 2, wait = 1 } }
+  server {
+    listen unix:@D@/nginx.sock;
+    default_type application/json;
+    location /check {
+      content_by_lua_block {
+        local cngx = require "campaign.ngx"
+        local cjson = require "cjson"
+        local S = { org = "acme", api_key = "sandbox-client", access_token = "sandbox-token",
+                    base_url = os.getenv("CAMPAIGN_BASE_URL"), retries = 0 }
+        local r = {}
+        local n, err = cngx.call(S, "count_profiles")
+        r.count = n
+        local p, e = cngx.client(S):get_profile("@no-such-profile")
+        r.profile = p == nil
+        r.err = tostring(e)
+        r.status, r.kind, r.code = e.status, e.kind, e.code
+        r.same_mt = getmetatable(e) == debug.getregistry()["campaign.error"]
+        local ok, msg = pcall(cngx.call, S, "get_profile", 42)
+        r.misuse = not ok and msg
+        ok, msg = pcall(cngx.call, S, "get_profile", function() end)
+        r.crossing = not ok and msg
+        ok, msg = pcall(cngx.call, S, "profiles")
+        r.method = not ok and msg
+        local summary, results, errs = cngx.call(S, "bulk",
+          { { "get_profile", "@nope" }, { "count_profiles" } })
+        r.bulk_ok, r.bulk_failed = summary.ok, summary.failed
+        r.bulk_result, r.bulk_err = results[2], tostring(errs[1])
+        local bad = { org = "acme", client_id = "sandbox-client", client_secret = "wrong",
+                      ims_url = os.getenv("CAMPAIGN_BASE_URL"),
+                      base_url = os.getenv("CAMPAIGN_BASE_URL"), retries = 0 }
+        local _, ae = cngx.call(bad, "count_profiles")
+        r.auth = tostring(ae)
+        ngx.say(cjson.encode(r))
+      }
+    }
+    location /reuse {
+      content_by_lua_block {
+        local cngx = require "campaign.ngx"
+        local S = { org = "acme", api_key = "sandbox-client", access_token = "sandbox-token",
+                    base_url = os.getenv("CAMPAIGN_BASE_URL") }
+        for _ = 1, 10 do assert(cngx.call(S, "count_profiles")) end
+        ngx.say("{}")
+      }
+    }
+    location /nopool {
+      content_by_lua_block {
+        local cngx = require "campaign.ngx"
+        cngx.configure { pool = "missing" }
+        local S = { org = "acme", api_key = "k", access_token = "t",
+                    base_url = os.getenv("CAMPAIGN_BASE_URL") }
+        local res, err = cngx.call(S, "count_profiles")
+        cngx.configure { pool = "campaign" }
+        ngx.say(require("cjson").encode { res = res == nil, kind = err.kind,
+          text = tostring(err), retryable = err.retryable })
+      }
+    }
+  }
+}
+]]):format(io.popen("id -u"):read("l") == "0" and "user root root;" or "")
+      :gsub("@D@", dir):gsub("@R@", ROOT)
+    local f = assert(io.open(dir .. "/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    assert(os.execute(("CAMPAIGN_BASE_URL=%s /usr/sbin/nginx -p %s -c %s/nginx.conf -e %s")
+      :format(q(SANDBOX), q(dir), q(dir), q(dir .. "/error.log"))))
+    wait_for("the helper's nginx", function() return os.execute("test -S " .. q(sock)) end)
+  end)
+
+  teardown(function()
+    local pid = io.open(dir .. "/nginx.pid")
+    if pid then
+      os.execute("kill " .. pid:read("l"))
+      pid:close()
+      sh("sleep 0.2")
+    end
+    sh("rm -rf " .. q(dir))
+  end)
+
+  it("returns the client's results, and its err tables with their metatable", function()
+    local r = get("/check")
+    assert.is_true(r.count > 0)
+    assert.is_true(r.profile)
+    assert.equal(404, r.status)
+    assert.equal("http", r.kind)
+    assert.equal("RST-360011", r.code)
+    assert.matches("^campaign: http 404 RST%-360011: ", r.err)
+    assert.is_true(r.same_mt)
+    assert.equal(1, r.bulk_ok)
+    assert.equal(1, r.bulk_failed)
+    assert.equal(r.count, r.bulk_result)
+    assert.matches("^campaign: http 404", r.bulk_err)
+    assert.matches("^campaign: auth", r.auth)
+  end)
+
+  it("raises on misuse, with the module's message", function()
+    local r = get("/check")
+    assert.equal("bad argument #1 to 'get_profile' (a PKey string expected)", r.misuse)
+    assert.matches("cannot cross to a worker thread", r.crossing)
+    assert.matches("a client method expected", r.method)
+  end)
+
+  it("keeps one client per Lua state: calls reuse connections", function()
+    control("DELETE", "counters")
+    get("/reuse")
+    -- Ten calls, at most one connection per Lua state of the pool (2).
+    assert.is_true(counters().connections <= 2, "connections: " .. counters().connections)
+  end)
+
+  it("says 'thread' when the thread pool is missing", function()
+    local r = get("/nopool")
+    assert.is_true(r.res)
+    assert.equal("thread", r.kind)
+    assert.is_true(r.retryable)
+    assert.matches("^campaign: thread THREAD: ", r.text)
+  end)
+end)

@@ -79,11 +79,10 @@ local function settings_key(t)
   return "{" .. table.concat(parts, "\0") .. "}"
 end
 
-local function client_for(settings)
+local function client_for(settings, auth_retry)
   local key = settings_key(settings)
   local entry = clients[key]
-  if entry and entry.auth_failed_at
-      and os.time() - entry.auth_failed_at >= (settings.auth_retry or conf.auth_retry) then
+  if entry and entry.auth_failed_at and os.time() - entry.auth_failed_at >= auth_retry then
     entry.client:close()
     clients[key], nclients, entry = nil, nclients - 1, nil
   end
@@ -92,18 +91,14 @@ local function client_for(settings)
       for _, e in pairs(clients) do e.client:close() end
       clients, nclients = {}, 0
     end
-    local options = {}
-    for k, v in pairs(settings) do
-      if k ~= "auth_retry" then options[k] = v end
-    end
-    entry = { client = require("campaign").new(options) }
+    entry = { client = require("campaign").new(settings) }
     clients[key], nclients = entry, nclients + 1
   end
   return entry
 end
 
-local function run(settings, method, ...)
-  local entry = client_for(settings)
+local function run(auth_retry, settings, method, ...)
+  local entry = client_for(settings, auth_retry)
   local client = entry.client
   if method == "bulk" then
     local ops, opts = ...
@@ -126,8 +121,8 @@ end
 
 -- Called by ngx.run_worker_thread. Never raises: a raised error comes back
 -- as "raise", message, to be raised again on the caller's side.
-function M._thread(settings, method, ...)
-  local r = pack(pcall(run, settings, method, ...))
+function M._thread(auth_retry, settings, method, ...)
+  local r = pack(pcall(run, auth_retry, settings, method, ...))
   if not r[1] then
     -- The position is this file's, in the worker thread: drop it, so that
     -- the caller's side raises with the caller's position.
@@ -264,7 +259,7 @@ function M.call(settings, method, ...)
       .. " s (" .. tostring(werr) .. ")")
   end
   local r = pack(pcall(ngx.run_worker_thread, conf.pool, MODULE, "_thread",
-                       settings, method, ...))
+                       conf.auth_retry, settings, method, ...))
   s:post(1)
   if not r[1] then
     return nil, thread_err("THREAD", tostring(r[2]))
