@@ -107,3 +107,9 @@ bench: $(SO)
 .PHONY: sdk-check
 sdk-check:
 	@sh spec/sdk/check.sh
+
+# The OpenResty example (examples/openresty/): nginx with the LuaJIT build,
+# against a sandbox; Ctrl-C stops both.
+.PHONY: openresty-demo
+openresty-demo:
+	@sh examples/openresty/run.sh

@@ -195,7 +195,13 @@ end
 --- GET /privacy/queue (local only): the undelivered opt-outs.
 function M.status()
   ngx.header.content_type = "application/json"
-  ngx.say(cjson.encode(queue.status()))
+  local st = queue.status()
+  if #st.jobs == 0 then
+    -- Debian's cjson writes an empty table as {}: keep "jobs" an array.
+    ngx.say('{"pending":0,"jobs":[]}')
+  else
+    ngx.say(cjson.encode(st))
+  end
 end
 
 return M
