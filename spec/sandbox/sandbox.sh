@@ -52,6 +52,8 @@ wait_ready() {
   while [ ! -s "$prefix/ready" ]; do
     i=$((i + 1))
     [ $i -gt 6000 ] && return 1   # 60 s: a seed of millions of rows
+    # a worker that failed before it could say so
+    grep -q "init_worker_by_lua\|\[emerg\]" "$prefix/error.log" 2>/dev/null && return 1
     sleep 0.01
   done
   case $(cat "$prefix/ready") in
