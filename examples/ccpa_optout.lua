@@ -232,7 +232,8 @@ local function main()
   local settings = {
     org = args.org or env.CAMPAIGN_ORG,
     base_url = args.base_url or env.CAMPAIGN_BASE_URL,
-    api_key = env.CAMPAIGN_API_KEY,
+    -- the API key is the credential's client id
+    api_key = env.CAMPAIGN_API_KEY or env.CAMPAIGN_CLIENT_ID,
     access_token = env.CAMPAIGN_ACCESS_TOKEN,
     resource = args.resource,
     ccpa_optout_field = args.optout_field,
@@ -288,9 +289,7 @@ local function main()
   end
 
   local campaign = require "campaign"
-  local client_opts = {}
-  for k, v in pairs(settings) do client_opts[k] = v end
-  local made, client = pcall(campaign.new, client_opts)
+  local made, client = pcall(campaign.new, settings)
   if not made then
     cannot("cannot set up the client: %s", tostring(client))
   end
