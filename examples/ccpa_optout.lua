@@ -298,10 +298,9 @@ local function main()
     say("organization %s, base URL %s, resource %s, field %s",
       settings.org, settings.base_url or "(module default)",
       settings.resource or "(module default)", settings.ccpa_optout_field)
-    say("%d calls in flight%s; API key %s; access token %s",
-      args.concurrency, client.bulk and "" or " (no bulk in this build: "
-      .. "one at a time)", "set", settings.access_token and "set"
-      or "renewed from client credentials")
+    say("%d calls in flight; API key set; access token %s",
+      args.concurrency, settings.access_token and "set"
+      or "from client credentials")
     say("report: %s", report_path)
   end
 

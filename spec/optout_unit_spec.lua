@@ -251,6 +251,21 @@ describe("resume", function()
     end)
 end)
 
+-- A bulk that makes one call at a time, in the order handed out.
+local function sequential_bulk(c, next_op, o)
+  local i, summary = 0, { ok = 0, failed = 0 }
+  while true do
+    local op = next_op()
+    if op == nil then break end
+    i = i + 1
+    local res, e = c[op[1]](c, table.unpack(op, 2, #op))
+    if e then summary.failed = summary.failed + 1
+    else summary.ok = summary.ok + 1 end
+    o.on_result(i, op, res, e)
+  end
+  return summary
+end
+
 -- A client made of tables: profiles by PKey, lookups by exact email.
 local function fake_client(profiles, opts)
   opts = opts or {}
@@ -293,6 +308,7 @@ local function fake_client(profiles, opts)
   end
   c.order = {}
   for _, p in ipairs(profiles) do c.order[#c.order + 1] = p.PKey end
+  c.bulk = sequential_bulk
   return c
 end
 

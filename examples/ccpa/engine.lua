@@ -51,31 +51,6 @@ local function pop(q)
 end
 local function size(q) return q.last - q.first + 1 end
 
--- STAND-IN, until client:bulk is in the module's build: the same contract,
--- one call at a time.  Remove once every build has bulk.
-local function bulk_one_by_one(client, next_op, opts)
-  local i, summary = 0, { ok = 0, failed = 0 }
-  while true do
-    local op = next_op()
-    if op == nil then break end
-    i = i + 1
-    local method = client[op[1]]
-    local result, err
-    if type(method) ~= "function" then
-      err = { kind = "protocol", message = "no method " .. tostring(op[1]) }
-    else
-      result, err = method(client, table.unpack(op, 2, op.n or #op))
-    end
-    if err == nil then
-      summary.ok = summary.ok + 1
-    else
-      summary.failed = summary.failed + 1
-    end
-    opts.on_result(i, op, result, err)
-  end
-  return summary
-end
-
 -- Whether an error means the run cannot go on at all.
 local function fatal(err, anything_worked)
   if type(err) ~= "table" then return false end
@@ -391,13 +366,8 @@ function M.run(p)
     handlers[item.step](item.req, result, err, item.slot)
   end
 
-  local opts = { concurrency = p.concurrency, on_result = on_result }
-  local ok, e
-  if client.bulk then
-    ok, e = pcall(client.bulk, client, next_op, opts)
-  else
-    ok, e = pcall(bulk_one_by_one, client, next_op, opts)
-  end
+  local ok, e = pcall(client.bulk, client, next_op,
+    { concurrency = p.concurrency, on_result = on_result })
   if stop then error({ fatal = stop }, 0) end
   if not ok then error(e, 0) end
   assert(open == 0 and size(ready) == 0 and next(locks) == nil,
