@@ -281,6 +281,18 @@ describe("bulk", function()
       assert.is_true(log[10].t - t429 >= 0.999)
     end)
 
+    it("cap a long Retry-After at max_retry_wait", function()
+      local c = sandbox.client{ retries = 1, max_retry_wait = 1 }
+      sandbox.faults{ status = { code = 429, count = 1, retry_after = "30" } }
+      local summary = run(c, { { "get_profile", all[1].PKey } }, 1)
+      c:close()
+      assert.are.equal(1, summary.ok)
+      local log = log_of()
+      assert.are.equal(2, #log)
+      local wait = log[2].t - log[1].t
+      assert.is_true(wait >= 0.999 and wait < 2, ("waited %.3f s"):format(wait))
+    end)
+
     it("give up after `retries`, with the last err", function()
       local c = sandbox.client{ retries = 1 }
       sandbox.faults{ status = { code = 429, retry_after = "1" } }
