@@ -5,7 +5,7 @@
 --
 -- It prints "PORT PID" on its first line, then serves one connection at
 -- a time until killed (or after 15 minutes, in case nobody kills it).
--- Every request is appended to LOGFILE as one JSON line: { line,
+-- Each connection carries one request.  Every request is appended to LOGFILE as one JSON line: { line,
 -- headers = { raw header lines }, body }.
 --
 -- The answer is picked by the last segment of the request path (before
@@ -57,9 +57,12 @@ local GZ_PROFILE = gzip(PROFILE)
 -- Two megabytes of JSON that gzip packs into a few kilobytes.
 local GZ_BOMB = gzip('{"pad":"' .. ("a"):rep(2 * 1024 * 1024) .. '"}')
 
+-- One request per connection (Connection: close): the listener serves one
+-- connection at a time, and must not sit on an idle keep-alive one.
 local function head(status, headers)
   local t = { "HTTP/1.1 " .. status }
   for _, h in ipairs(headers or {}) do t[#t + 1] = h end
+  if not status:match("^1") then t[#t + 1] = "Connection: close" end
   return table.concat(t, "\r\n") .. "\r\n\r\n"
 end
 
@@ -318,12 +321,8 @@ end
 
 local function serve(c)
   c:settimeout(10)
-  while true do
-    local req = read_request(c)
-    if not req then break end
-    local ok, what = pcall(handle, c, req)
-    if not ok or what ~= "keep" then break end
-  end
+  local req = read_request(c)
+  if req then pcall(handle, c, req) end
   c:close()
 end
 
