@@ -164,7 +164,7 @@ describe("the OpenResty example", function()
 
   teardown(function()
     stop()
-    control("DELETE", "faults")
+    control("POST", "reset", {})  -- the seed's profiles, no faults
     sh("rm -rf " .. q(PREFIX))
   end)
 
@@ -405,6 +405,13 @@ http {
         r.crossing = not ok and msg
         ok, msg = pcall(cngx.call, S, "profiles")
         r.method = not ok and msg
+        ok, msg = pcall(function() local x = cngx.client(S):get_profile(42); return x end)
+        r.proxy_misuse = not ok and msg
+        ok, msg = pcall(function()
+          local x = cngx.client(S):update_profile("@x", { f = print })
+          return x
+        end)
+        r.proxy_crossing = not ok and msg
         local summary, results, errs = cngx.call(S, "bulk",
           { { "get_profile", "@nope" }, { "count_profiles" } })
         r.bulk_ok, r.bulk_failed = summary.ok, summary.failed
@@ -481,6 +488,11 @@ http {
     assert.equal("bad argument #1 to 'get_profile' (a PKey string expected)", r.misuse)
     assert.matches("cannot cross to a worker thread", r.crossing)
     assert.matches("a client method expected", r.method)
+    -- Through cngx.client, at the caller's line, numbered as the module does.
+    assert.matches("^content_by_lua%(nginx.conf:%d+%):%d+: bad argument #1 to 'get_profile' "
+      .. "%(a PKey string expected%)$", r.proxy_misuse)
+    assert.matches("^content_by_lua%(nginx.conf:%d+%):%d+: bad argument #2 to 'update_profile' "
+      .. "%(holds a function", r.proxy_crossing)
   end)
 
   it("keeps one client per Lua state: calls reuse connections", function()

@@ -196,11 +196,11 @@ local function crossing_problem(v, depth)
   return nil
 end
 
-local function check_crossing(v, fname, argn)
+local function check_crossing(v, fname, argn, level)
   local why = crossing_problem(v, 0)
   if why then
     error(("bad argument #%d to '%s' (%s, which cannot cross to a worker thread)")
-      :format(argn, fname, why), 3)
+      :format(argn, fname, why), level + 1)
   end
 end
 
@@ -231,25 +231,24 @@ function M.configure(options)
   sema = nil
 end
 
---- Calls client:method(...) on a worker thread with the client kept for
--- `settings`, and returns what it returns (err tables with their metatable).
--- For "bulk", ops must be an array and on_result is not allowed: the
--- results come back as summary, results, errs (indexed like ops).
-function M.call(settings, method, ...)
+-- M.call's work; errors are raised at `level` (as error() counts it
+-- from this function); argument numbers in messages start at `first`.
+local function invoke(level, fname, first, settings, method, ...)
   if type(settings) ~= "table" then
-    error("bad argument #1 to 'campaign.ngx.call' (a settings table expected)", 2)
+    error("bad argument #1 to '" .. fname .. "' (a settings table expected)", level)
   end
   if not METHODS[method] then
-    error("bad argument #2 to 'campaign.ngx.call' (a client method expected, got "
-      .. tostring(method) .. ")", 2)
+    error("bad argument #2 to '" .. fname .. "' (a client method expected, got "
+      .. tostring(method) .. ")", level)
   end
-  check_crossing(settings, "campaign.ngx.call", 1)
+  check_crossing(settings, fname, 1, level)
   local args = pack(...)
   for i = 1, args.n do
-    check_crossing(args[i], "campaign.ngx.call", i + 2)
+    check_crossing(args[i], fname, i + first - 1, level)
   end
   if method == "bulk" and type(args[1]) ~= "table" then
-    error("bad argument #3 to 'campaign.ngx.call' (bulk takes an array of ops here)", 2)
+    error("bad argument #" .. first .. " to '" .. fname
+      .. "' (bulk takes an array of ops here)", level)
   end
 
   local s = semaphore()
@@ -269,16 +268,23 @@ function M.call(settings, method, ...)
     return nil, thread_err("THREAD", tostring(r[3]))
   end
   if r[3] == "raise" then
-    error(r[4], 2)
+    error(r[4], level)
   end
-  if method == "bulk" then
-    local errs = r[6]
-    if type(errs) == "table" then
-      for _, e in pairs(errs) do restore(e) end
-    end
+  if method == "bulk" and type(r[6]) == "table" then
+    for _, e in pairs(r[6]) do restore(e) end
   end
   for i = 4, r.n do r[i] = restore(r[i]) end
   return unpack(r, 4, r.n)
+end
+
+--- Calls client:method(...) on a worker thread with the client kept for
+-- `settings`, and returns what it returns (err tables with their metatable).
+-- For "bulk", ops must be an array and on_result is not allowed: the
+-- results come back as summary, results, errs (indexed like ops).
+function M.call(settings, method, ...)
+  -- Not a tail call, so that level 3 is M.call's caller.
+  local r = pack(invoke(3, "campaign.ngx.call", 3, settings, method, ...))
+  return unpack(r, 1, r.n)
 end
 
 local proxy_mt = {}
@@ -288,7 +294,8 @@ proxy_mt.__index = function(self, name)
     if me ~= self then
       error("calling '" .. name .. "' on bad self (use client:" .. name .. "(...))", 2)
     end
-    return M.call(rawget(self, "settings"), name, ...)
+    local r = pack(invoke(3, name, 1, rawget(self, "settings"), name, ...))
+    return unpack(r, 1, r.n)
   end
   rawset(self, name, f)
   return f
@@ -303,7 +310,7 @@ function M.client(settings)
   if type(settings) ~= "table" then
     error("bad argument #1 to 'campaign.ngx.client' (a settings table expected)", 2)
   end
-  check_crossing(settings, "campaign.ngx.client", 1)
+  check_crossing(settings, "campaign.ngx.client", 1, 2)
   local copy = {}
   for k, v in pairs(settings) do copy[k] = v end
   return setmetatable({ settings = copy }, proxy_mt)
