@@ -161,6 +161,14 @@ describe("client", function()
         assert.are.equal(1, sandbox.count("PATCH profile/pkey"))
       end)
 
+    it("update_profile sends nested fields as they are", function()
+      local before = all[6]
+      assert(client:update_profile(before.PKey, { location = { city = "Łódź" } }))
+      local after = sandbox.profile(before.PKey)
+      assert.are.equal("Łódź", after.location.city)
+      assert.are.equal(before.location.zipCode, after.location.zipCode)
+    end)
+
     it("update_profile returns the whole profile when the server answers with it",
       function()
         sandbox.config{ patch_response = "full" }
