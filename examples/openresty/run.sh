@@ -12,7 +12,9 @@
 # limit per client address, LOGLEVEL (warn), CAMPAIGN_BASE_URL, CAMPAIGN_ORG,
 # CAMPAIGN_API_KEY, CAMPAIGN_ACCESS_TOKEN (or CAMPAIGN_CLIENT_ID and
 # CAMPAIGN_CLIENT_SECRET), PRIVACY_SESSION_SECRET (default: made once and
-# kept in PREFIX/session.secret), PRIVACY_RETRY_MIN (5) and
+# kept in PREFIX/session.secret), PRIVACY_ORIGIN (the site's origin as
+# browsers see it, behind a proxy; default: each request's scheme and
+# Host), PRIVACY_RETRY_MIN (5) and
 # PRIVACY_RETRY_MAX (300) seconds between retries of undelivered opt-outs.
 set -eu
 

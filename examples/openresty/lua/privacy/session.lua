@@ -25,11 +25,14 @@ ffi.cdef [[
 
 local md = ffi.new("unsigned char[64]")
 local md_len = ffi.new("unsigned int[1]")
-local secret
+local secret, public_origin
 
-function S.init(key)
+--- key: the HMAC secret (32 bytes or more); origin: the site's origin as
+-- browsers see it ("https://shop.example"), when nginx sits behind a proxy
+-- that changes scheme or host; nil: this request's scheme and Host.
+function S.init(key, origin)
   assert(type(key) == "string" and #key >= 32, "the session secret must have 32 bytes or more")
-  secret = key
+  secret, public_origin = key, origin
 end
 
 -- HMAC-SHA256 through nginx's own libcrypto.
@@ -119,7 +122,7 @@ end
 function S.same_origin()
   local site = ngx.var.http_sec_fetch_site
   if site and site ~= "same-origin" then return false end
-  local here = ngx.var.scheme .. "://" .. (ngx.var.http_host or "")
+  local here = public_origin or (ngx.var.scheme .. "://" .. (ngx.var.http_host or ""))
   local origin = ngx.var.http_origin
   if not origin or origin == "null" then
     local ref = ngx.var.http_referer

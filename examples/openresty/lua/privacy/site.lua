@@ -38,7 +38,8 @@ end
 --- init_by_lua (the master process, whose environment this reads: the
 -- workers' is emptied by nginx): settings, the journal's replay.
 function M.init(opts)
-  session.init(assert(env("PRIVACY_SESSION_SECRET"), "PRIVACY_SESSION_SECRET is not set"))
+  session.init(assert(env("PRIVACY_SESSION_SECRET"), "PRIVACY_SESSION_SECRET is not set"),
+               env("PRIVACY_ORIGIN"))
   local vms = tonumber(opts.vms) or 16
   cngx.configure { vms = vms, wait = 5 }
   sign_in_settings = settings(3)
