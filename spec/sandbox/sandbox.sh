@@ -36,7 +36,8 @@ try_start() {
   sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
       -e "s|@LUA@|$here/lua|g" -e "s|@USER@|$user|" \
       "$here/nginx.conf.in" >"$prefix/nginx.conf"
-  rm -f "$prefix/ready"
+  # a fresh log for this attempt: wait_ready reads it for failures
+  rm -f "$prefix/ready" "$prefix/error.log"
   SANDBOX_BASE_URL="http://127.0.0.1:$port" \
     "$nginx" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
     2>"$prefix/start.err" && return 0
