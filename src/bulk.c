@@ -276,11 +276,12 @@ static void read_bulk_options(lua_State *L, Run *r) {
       const char *key = lua_type(L, -2) == LUA_TSTRING
                         ? lua_tostring(L, -2) : "?";
       if (strcmp(key, "concurrency") == 0) {
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
-            lua_tointeger(L, -1) > MAX_CONCURRENCY)
+        double d = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 1) ||
+            d > MAX_CONCURRENCY || d != (double)(int)d)
           luaL_error(L, "bad option 'concurrency' to 'bulk' (an integer "
                      "from 1 to %d expected)", MAX_CONCURRENCY);
-        n = lua_tointeger(L, -1);
+        n = (lua_Integer)d;
       }
       else if (strcmp(key, "on_result") != 0)
         luaL_error(L, "bad option '%s' to 'bulk' (unknown option)", key);
@@ -311,7 +312,8 @@ int cmp_bulk(lua_State *L) {
     r.size = (lua_Integer)lua_rawlen(L, B_OPS);
   }
   else if (lua_type(L, B_OPS) != LUA_TFUNCTION)
-    return luaL_argerror(L, 1, "an array of ops or a function expected");
+    return luaL_argerror(L, B_OPS, "an array of ops or a function "
+                         "expected");
   read_bulk_options(L, &r);
   if (c->in_bulk)
     return luaL_error(L, "a bulk run is already going on this client");

@@ -71,7 +71,7 @@ static void push_json(lua_State *L, const Call *call, int idx) {
 
 typedef struct Filter {
   const char *email, *text, *order;
-  size_t email_len, text_len;
+  size_t email_len, text_len, order_len;
   lua_Integer page_size;
   int descending;
 } Filter;
@@ -109,7 +109,7 @@ static void read_filter(lua_State *L, const Call *call, int idx,
       else if (key[0] == 't')
         f->text = s, f->text_len = len;
       else
-        f->order = s;
+        f->order = s, f->order_len = len;
     }
     else if (strcmp(key, "page_size") == 0) {
       if (!lua_isinteger(L, -1) && !(t == LUA_TNUMBER &&
@@ -159,7 +159,7 @@ static void push_list_url(lua_State *L, Client *c, const Filter *f,
     cmp_add_query(&b, "_lineCount", n, strlen(n));
     if (f->order) {
       luaL_addstring(&b, "&_order=");
-      cmp_add_escaped(&b, f->order, strlen(f->order));
+      cmp_add_escaped(&b, f->order, f->order_len);
       if (f->descending)
         luaL_addstring(&b, "%20desc");
     }

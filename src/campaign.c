@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "campaign.h"
 
@@ -231,17 +233,40 @@ static void read_options(lua_State *L, Options *opts) {
   }
 }
 
-/* Is the host of url a loopback address (127.0.0.0/8, ::1, localhost)? */
+/*
+** Is the host a loopback address: 127.0.0.0/8, ::1 or "localhost"?  An
+** address, not a name that looks like one ("127.example.com").
+*/
 static int loopback(const char *host) {
-  return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
-         strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+  unsigned char a[16];
+  char v6[64];
+  size_t n = strlen(host);
+
+  if (strcmp(host, "localhost") == 0)
+    return 1;
+  if (inet_pton(AF_INET, host, a) == 1)
+    return a[0] == 127;
+  if (n < 3 || n >= sizeof v6 || host[0] != '[' || host[n - 1] != ']')
+    return 0;
+  memcpy(v6, host + 1, n - 2);
+  v6[n - 2] = '\0';
+  return inet_pton(AF_INET6, v6, a) == 1 &&
+         memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
+}
+
+/* Does the URL have this part (a query, a fragment, a user)? */
+static int has_part(CURLU *u, CURLUPart part) {
+  char *v = NULL;
+  int has = curl_url_get(u, part, &v, 0) == CURLUE_OK;
+  curl_free(v);
+  return has;
 }
 
 /*
 ** Splits base_url into its origin; refuses what would send the API key
 ** or a token in clear text to another machine.
 */
-static char *parse_base(lua_State *L, const char *url) {
+static char *parse_base(lua_State *L, const char *opt, const char *url) {
   CURLU *u = curl_url();
   char *scheme = NULL, *host = NULL, *origin = NULL, *path = NULL;
   const char *err = NULL;
@@ -257,15 +282,11 @@ static char *parse_base(lua_State *L, const char *url) {
   else if (strcmp(scheme, "http") == 0 && !loopback(host))
     err = "plain http:// is allowed only to a loopback address: "
           "credentials would cross the network in clear";
-  else if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK &&
-           strcmp(path, "/") != 0)
-    err = "must be scheme://host[:port], without a path";
-  else {
-    char *query = NULL;
-    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK)
-      err = "must not have a query";
-    curl_free(query);
-  }
+  else if ((curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK &&
+            strcmp(path, "/") != 0) || has_part(u, CURLUPART_QUERY) ||
+           has_part(u, CURLUPART_FRAGMENT) || has_part(u, CURLUPART_USER))
+    err = "must be scheme://host[:port], without path, query, fragment "
+          "or user";
   if (err == NULL) {
     /* the origin is the URL without the trailing slash */
     char *full = NULL;
@@ -283,7 +304,7 @@ static char *parse_base(lua_State *L, const char *url) {
   curl_free(scheme), curl_free(host), curl_free(path);
   curl_url_cleanup(u);
   if (err)
-    opt_error(L, "base_url", err);
+    opt_error(L, opt, err);
   if (origin == NULL)
     luaL_error(L, "not enough memory");
   return origin;
@@ -390,17 +411,22 @@ static void setup_client(lua_State *L, Client *c, const Options *o) {
   c->field = dup(L, o->field ? o->field : "ccpaOptOut");
   c->ca_file = dup(L, o->ca_file);
   c->proxy = dup(L, o->proxy);
-  c->origin = parse_base(L, o->base_url ? o->base_url : DEFAULT_BASE);
+  c->origin = parse_base(L, "base_url",
+                         o->base_url ? o->base_url : DEFAULT_BASE);
   c->base = concat(L, c->origin, "/", c->org, "/campaign/");
   c->resource = concat(L, c->base, resource, "/profile", "");
   if (c->renewable) {
-    char *ims = parse_base(L, o->ims_url ? o->ims_url : DEFAULT_IMS);
-    c->ims_url = concat(L, ims, "/ims/token/v3", "", "");
-    free(ims);
+    char *url;
+    /* owned by the client at every step, should concat raise */
+    c->ims_url = parse_base(L, "ims_url",
+                            o->ims_url ? o->ims_url : DEFAULT_IMS);
+    url = concat(L, c->ims_url, "/ims/token/v3", "", "");
+    free(c->ims_url);
+    c->ims_url = url;
   }
   c->timeout_ms = (long)(o->timeout * 1000);
   c->connect_timeout_ms = (long)(o->connect_timeout * 1000);
-  c->stall_s = o->stall_timeout < 1 ? 1 : (long)o->stall_timeout;
+  c->stall = o->stall_timeout;
   c->max_body = (size_t)o->max_body;
   c->retries = (int)o->retries;
   c->max_wait = o->max_wait;
@@ -492,6 +518,7 @@ static void open_json(lua_State *L) {
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_call(L, 0, 1);
+  lua_remove(L, -2);   /* the user's module table: never touched */
 
   lua_getfield(L, -1, "encode_invalid_numbers");
   lua_pushboolean(L, 0);
@@ -542,5 +569,8 @@ int luaopen_campaign(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushliteral(L, CAMPAIGN_VERSION);
   lua_setfield(L, -2, "_VERSION");
+  /* for code that moves errs across Lua states and back (campaign.ngx) */
+  luaL_getmetatable(L, ERROR_MT);
+  lua_setfield(L, -2, "error_metatable");
   return 1;
 }

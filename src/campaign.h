@@ -50,6 +50,10 @@ typedef struct Slot {
   int renewed;          /* the token was renewed for this call */
   double not_before;    /* monotonic seconds: when to try again */
   double started;
+  double stall;         /* seconds an answer may stand still */
+  double last_byte;     /* when the last byte came or went */
+  curl_off_t seen;      /* bytes so far */
+  int stalled;
   Reply reply;
 } Slot;
 
@@ -75,7 +79,8 @@ typedef struct Client {
   char *ca_file, *proxy;
   int renewable;        /* the token comes from client credentials */
   double token_expires; /* monotonic seconds */
-  long timeout_ms, connect_timeout_ms, stall_s;
+  long timeout_ms, connect_timeout_ms;
+  double stall;
   size_t max_body;
   int retries;
   double max_wait, rate, next_send, paused_until;

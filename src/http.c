@@ -100,6 +100,29 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/*
+** Ends a transfer whose answer has stalled for the client's
+** stall_timeout.  libcurl's own low-speed limit averages over several
+** seconds, so a stall would be noticed up to five seconds late.
+*/
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow) {
+  Slot *s = ud;
+  double now = cmp_now();
+  (void)dltotal, (void)ultotal;
+
+  if (dlnow + ulnow != s->seen) {
+    s->seen = dlnow + ulnow;
+    s->last_byte = now;
+    return 0;
+  }
+  if (now - s->last_byte > s->stall) {
+    s->stalled = 1;
+    return 1;
+  }
+  return 0;
+}
+
 /* Options that hold for every call a client makes. */
 static int set_constant_options(Client *c, Slot *s) {
   CURL *e = s->easy;
@@ -113,8 +136,9 @@ static int set_constant_options(Client *c, Slot *s) {
   SET(CURLOPT_SSL_VERIFYHOST, 2L);
   SET(CURLOPT_TIMEOUT_MS, c->timeout_ms);
   SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-  SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
-  SET(CURLOPT_LOW_SPEED_TIME, c->stall_s);
+  SET(CURLOPT_NOPROGRESS, 0L);
+  SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+  SET(CURLOPT_XFERINFODATA, s);
   SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SET(CURLOPT_ACCEPT_ENCODING, "");
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
@@ -135,6 +159,7 @@ static int set_constant_options(Client *c, Slot *s) {
 
 int cmp_slot_init(Client *c, Slot *s) {
   memset(s, 0, sizeof *s);
+  s->stall = c->stall;
   s->reply.retry_after = -1;
   s->reply.max = c->max_body;
   s->easy = curl_easy_init();
@@ -162,6 +187,7 @@ int cmp_grow_slots(Client *c, int n) {
   for (i = 0; i < c->nslots; i++) {
     Slot *s = &p[i];
     curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(s->easy, CURLOPT_XFERINFODATA, s);
     curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, &s->reply);
     curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, &s->reply);
   }
@@ -272,6 +298,9 @@ int cmp_start(Client *c, Slot *s, double now) {
   reply_reset(&s->reply);
   s->tries++;
   s->started = now;
+  s->last_byte = now;
+  s->seen = 0;
+  s->stalled = 0;
   if (curl_multi_add_handle(c->multi, s->easy) != CURLM_OK) {
     s->reply.rc = CURLE_OUT_OF_MEMORY;
     s->state = SLOT_DONE;
@@ -292,6 +321,8 @@ static int collect(Client *c) {
       continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
     s->reply.rc = msg->data.result;
+    if (s->stalled && s->reply.rc == CURLE_ABORTED_BY_CALLBACK)
+      s->reply.rc = CURLE_OPERATION_TIMEDOUT;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->reply.status);
     {
       long size = 0;
