@@ -112,7 +112,7 @@ function M.before(method, route)
       r = gateway(st.code, tostring(st.error_code or "429050"),
         st.message or GATEWAY_MESSAGES[st.code] or "Gateway error")
     else
-      r = { status = st.code, body = util.encode({ code = st.code,
+      r = { status = st.code, body = util.encode_sorted({ code = st.code,
         message = st.message or ("Sandbox fault: status " .. st.code) }) }
     end
     if st.retry_after then r.headers = { ["Retry-After"] = tostring(st.retry_after) } end
