@@ -123,7 +123,7 @@ local function check(name, kind, v)
       if type(k) ~= "string" or not kind[k] then
         return bad(("XTK-170028 Unknown field '%s/%s'."):format(name, tostring(k)))
       end
-      local ok, msg = check(name .. "/" .. k, sub, v[k])
+      local ok, msg = check(name .. "/" .. k, kind[k], sub)
       if ok == nil then return nil, msg end
     end
     return v
