@@ -113,3 +113,48 @@ sdk-check:
 .PHONY: openresty-demo
 openresty-demo:
 	@sh examples/openresty/run.sh
+
+# ----------------------------------------------------------------------
+# Hardening (issue 6): the fuzzer, the sanitizers, threads.
+#
+#   make fuzz [FUZZ_SECONDS=60]  libFuzzer (+ASan, UBSan) on the code that
+#                                turns answers into results (fuzz/)
+#   make check-asan              every spec, the module built with ASan and
+#                                UBSan into build/asan (lua5.4 is not)
+#   make check-threads           Lua states in threads, helgrind and TSan
+.PHONY: fuzz check-asan check-threads
+FUZZ_SECONDS ?= 60
+SAN_CC ?= clang
+LUA_LIBS = $(shell pkg-config --libs $(LUA_PC) 2>/dev/null || echo -l$(LUA))
+SAN_DEFS = -std=c99 -D_POSIX_C_SOURCE=200809L $(LUA_CFLAGS) $(CURL_CFLAGS)
+
+build/fuzz/fuzz_reply: fuzz/fuzz_reply.c $(SRC) $(HDR)
+	@sh tools/deps.sh fuzz
+	@mkdir -p build/fuzz
+	$(SAN_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $(SAN_DEFS) -o $@ fuzz/fuzz_reply.c $(SRC) $(LUA_LIBS) $(CURL_LIBS) -lm -lpthread
+
+fuzz: build/fuzz/fuzz_reply
+	@mkdir -p build/fuzz/work
+	build/fuzz/fuzz_reply -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 \
+	  -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	  build/fuzz/work fuzz/corpus
+
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=undefined
+check-asan:
+	@sh tools/deps.sh asan
+	@$(MAKE) --no-print-directory OUT=build/asan CC=$(SAN_CC) CFLAGS="$(ASAN_FLAGS)" \
+	  LDFLAGS="-fsanitize=address,undefined -shared-libasan" all
+	SAN_CC=$(SAN_CC) $(WITH_SANDBOX) sh spec/support/asan-run.sh $(BUSTED) spec
+
+check-threads: $(SO)
+	@sh tools/deps.sh asan
+	@sh tools/deps.sh memory
+	@$(MAKE) --no-print-directory OUT=build/tsan CC=$(SAN_CC) CFLAGS="-O1 -g -fsanitize=thread" \
+	  LDFLAGS="-fsanitize=thread" all
+	@mkdir -p build/threads
+	$(CC) -g -O1 $(SAN_DEFS) -o build/threads/threads spec/threads/threads.c $(LUA_LIBS) -lpthread
+	$(SAN_CC) -g -O1 -fsanitize=thread $(SAN_DEFS) -o build/threads/threads-tsan \
+	  spec/threads/threads.c $(LUA_LIBS) -lpthread
+	$(WITH_SANDBOX) sh spec/threads/run.sh
