@@ -5,8 +5,9 @@
 --
 -- It prints "PORT PID" on its first line, then serves one connection at
 -- a time until killed (or after 15 minutes, in case nobody kills it).
--- Each connection carries one request.  Every request is appended to LOGFILE as one JSON line: { line,
--- headers = { raw header lines }, body }.
+-- Each connection carries one request (answers say Connection: close).
+-- Every request is appended to LOGFILE as one JSON line: { line, headers
+-- = { raw header lines }, body }.
 --
 -- The answer is picked by the last segment of the request path (before
 -- any query): a name of the `scenarios` table below ("s-chunked", ...).
