@@ -2,10 +2,10 @@
 ** bulk.c: client:bulk(ops, options), many calls in flight on the
 ** client's one multi handle.  Ops come from an array or a function, one
 ** per free slot, so memory follows the concurrency and not the number
-** of ops.  Every Lua function of the caller's (the op source, the
-** on_result callback, the hook) runs under lua_pcall: on an error the
-** transfers in flight are aborted first, and the error is raised again
-** with the client left usable.
+** of ops.  The whole run is under lua_pcall: whatever error rises in it
+** (from the op source, on_result, the hook, an interrupt, no memory),
+** the transfers in flight are aborted first and the error is raised
+** again, with the client left usable.
 */
 #include <string.h>
 
@@ -19,7 +19,7 @@ enum {
   B_CLIENT = 1, B_OPS, B_OPTS,
   B_ONRESULT,   /* the callback, or nil */
   B_CTX,        /* per slot: { op, index, acc } */
-  B_TOP
+  B_RUN         /* the Run, as a light userdata */
 };
 
 typedef struct Run {
@@ -64,23 +64,12 @@ static void push_usage_error(lua_State *L) {
   lua_remove(L, -2);
 }
 
-/* ---------------------------------------------------------------- */
-/* leaving: on an error, nothing stays in flight */
-
-static void stop(lua_State *L, Run *r) {
+/* Leaves nothing in flight: after an error, or at the end. */
+static void stop(Run *r) {
   int k;
-  (void)L;
   for (k = r->first; k <= r->last; k++)
     cmp_abort(r->c, &r->c->slots[k]);
   r->c->in_bulk = 0;
-}
-
-/* Runs the function at the top of the stack with nargs below it. */
-static void protected_call(lua_State *L, Run *r, int nargs, int nres) {
-  if (lua_pcall(L, nargs, nres, 0) != LUA_OK) {
-    stop(L, r);
-    lua_error(L);
-  }
 }
 
 /* ---------------------------------------------------------------- */
@@ -110,7 +99,7 @@ static void deliver(lua_State *L, Run *r, lua_Integer index, int op,
     lua_pushnil(L);
     lua_pushvalue(L, -5);
   }
-  protected_call(L, r, 4, 0);
+  lua_call(L, 4, 0);
   lua_pop(L, 1);
 }
 
@@ -128,7 +117,7 @@ static int next_op(lua_State *L, Run *r) {
   }
   else {
     lua_pushvalue(L, B_OPS);
-    protected_call(L, r, 0, 1);
+    lua_call(L, 0, 1);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
       return 0;
@@ -197,10 +186,8 @@ static void finish_slot(lua_State *L, Run *r, int k) {
   Slot *s = &r->c->slots[k];
   int ctx, done;
 
-  if (cmp_hook(L, B_CLIENT, s) != LUA_OK) {
-    stop(L, r);
+  if (cmp_hook(L, B_CLIENT, s) != LUA_OK)
     lua_error(L);
-  }
   s->state = SLOT_FREE;
 
   lua_rawgeti(L, B_CTX, k);
@@ -301,9 +288,38 @@ static void read_bulk_options(lua_State *L, Run *r) {
   r->last = (int)n;
 }
 
+/* The run itself, under lua_pcall; the stack is laid out as B_*. */
+static int run(lua_State *L) {
+  Run *r = lua_touserdata(L, B_RUN);
+  Client *c = r->c;
+
+  lua_settop(L, B_CTX);
+  for (;;) {
+    int k;
+    double wait;
+
+    fill(L, r);
+    if (r->exhausted && !busy(r))
+      return 0;
+    if (any_ready(r) && !cmp_token(L, c, B_CLIENT)) {
+      fail_ready(L, r);
+      continue;
+    }
+    wait = cmp_start_ready(c, r->first, r->last + 1);
+    for (k = r->first; k <= r->last; k++)
+      if (c->slots[k].state == SLOT_RUNNING)
+        wait = wait > 1 ? 1 : wait;
+    cmp_step(c, wait);
+    for (k = r->first; k <= r->last; k++)
+      if (c->slots[k].state == SLOT_DONE)
+        finish_slot(L, r, k);
+  }
+}
+
 int cmp_bulk(lua_State *L) {
   Run r;
   Client *c = cmp_checkclient(L, B_CLIENT);
+  int i, status;
 
   memset(&r, 0, sizeof r);
   r.c = c;
@@ -321,27 +337,14 @@ int cmp_bulk(lua_State *L) {
     return luaL_error(L, "not enough memory");
 
   c->in_bulk = 1;
-  for (;;) {
-    int k;
-    double wait;
-
-    fill(L, &r);
-    if (r.exhausted && !busy(&r))
-      break;
-    if (any_ready(&r) && !cmp_token(L, c, B_CLIENT)) {
-      fail_ready(L, &r);
-      continue;
-    }
-    wait = cmp_start_ready(c, r.first, r.last + 1);
-    for (k = r.first; k <= r.last; k++)
-      if (c->slots[k].state == SLOT_RUNNING)
-        wait = wait > 1 ? 1 : wait;
-    cmp_step(c, wait);
-    for (k = r.first; k <= r.last; k++)
-      if (c->slots[k].state == SLOT_DONE)
-        finish_slot(L, &r, k);
-  }
-  c->in_bulk = 0;
+  lua_pushcfunction(L, run);
+  for (i = 1; i <= B_CTX; i++)
+    lua_pushvalue(L, i);
+  lua_pushlightuserdata(L, &r);
+  status = lua_pcall(L, B_RUN, 0, 0);
+  stop(&r);
+  if (status != LUA_OK)
+    return lua_error(L);
 
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, r.ok);

@@ -510,11 +510,15 @@ static void open_client(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* A private cjson instance, set up once for the module's needs. */
+/*
+** A private cjson instance, set up once for the module's needs.  A safe
+** one: bad JSON is an answer (nil and a message), not an error, so that
+** an error that does rise (an interrupt) is never taken for bad JSON.
+*/
 static void open_json(lua_State *L) {
   lua_createtable(L, 0, 4);
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson");
+  lua_pushliteral(L, "cjson.safe");
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_call(L, 0, 1);

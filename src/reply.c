@@ -98,15 +98,21 @@ static void check_numbers(lua_State *L, int idx, const char *what,
 /* ---------------------------------------------------------------- */
 /* the cjson bridge */
 
-/* Decodes s; pushes the value and returns 1, or returns 0 (nothing
-** pushed) when s is not JSON. */
+/*
+** Decodes s; pushes the value and returns 1, or returns 0 (nothing
+** pushed) when s is not JSON.  The instance is cjson.safe's, which
+** answers bad JSON with nil: any error it raises is not about the JSON
+** (no memory, an interrupt) and goes on up.
+*/
 int cmp_decode(lua_State *L, const char *s, size_t len) {
   cmp_pushmodstate(L, "decode");
   lua_pushlstring(L, s, len);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    lua_pop(L, 1);
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2)) {
+    lua_pop(L, 2);
     return 0;
   }
+  lua_pop(L, 1);
 #if LUA_VERSION_NUM >= 503
   if (lua_type(L, -1) == LUA_TTABLE)
     integerize(L, 1);
@@ -130,10 +136,12 @@ void cmp_encode(lua_State *L, int idx, const char *what) {
   check_numbers(L, idx, what, 0);
   cmp_pushmodstate(L, "encode");
   lua_pushvalue(L, idx);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2)) {
     const char *msg = lua_tostring(L, -1);
     luaL_error(L, "%s (%s)", what, msg ? msg : "cannot be sent as JSON");
   }
+  lua_pop(L, 1);
   lua_replace(L, idx);
 }
 
@@ -197,28 +205,44 @@ void cmp_pusherror(lua_State *L, const char *kind, long status,
   luaL_setmetatable(L, ERROR_MT);
 }
 
+/* Replaces every occurrence of secret in field of the table at idx. */
+static void scrub_field(lua_State *L, int idx, const char *field,
+                        const char *secret) {
+  if (lua_getfield(L, idx, field) == LUA_TSTRING &&
+      strstr(lua_tostring(L, -1), secret) != NULL) {
+    luaL_gsub(L, lua_tostring(L, -1), secret, "***");
+    lua_setfield(L, idx, field);
+  }
+  lua_pop(L, 1);
+}
+
 /*
-** Replaces every secret of the client in the message of the err at idx
-** by "***": a server that echoes a header must not leak it further.
+** Takes every secret of the client out of the err at idx: a server that
+** echoes a header or a form must not leak it any further.  The client
+** secret is looked for as sent too, form-encoded.
 */
 void cmp_scrub_err(lua_State *L, const Client *c, int idx) {
-  const char *secrets[3];
+  const char *secrets[4];
+  char *escaped = NULL;
   int i;
 
+  idx = lua_absindex(L, idx);
+  if (c->secret)
+    escaped = curl_easy_escape(NULL, c->secret, 0);
   secrets[0] = c->token;
   secrets[1] = c->api_key;
   secrets[2] = c->secret;
-  idx = lua_absindex(L, idx);
-  lua_getfield(L, idx, "message");
-  for (i = 0; i < 3; i++) {
-    if (secrets[i] == NULL || strlen(secrets[i]) < 4 ||
-        lua_type(L, -1) != LUA_TSTRING ||
-        strstr(lua_tostring(L, -1), secrets[i]) == NULL)
+  secrets[3] = escaped;
+  for (i = 0; i < 4; i++) {
+    if (secrets[i] == NULL || strlen(secrets[i]) < 4)
       continue;
-    luaL_gsub(L, lua_tostring(L, -1), secrets[i], "***");
-    lua_remove(L, -2);
+    scrub_field(L, idx, "message", secrets[i]);
+    scrub_field(L, idx, "code", secrets[i]);
   }
-  lua_setfield(L, idx, "message");
+  if (escaped) {
+    memset(escaped, 0, strlen(escaped));
+    curl_free(escaped);
+  }
 }
 
 /* libcurl's name for its error, without the CURLE_ prefix. */

@@ -125,6 +125,7 @@ int cmp_token(lua_State *L, Client *c, int client_idx) {
   if (r->status >= 400 && r->status < 500) {
     /* a refused credential stays refused: no retry loop */
     push_refusal(L, r);
+    cmp_scrub_err(L, c, -1);
     lua_getiuservalue(L, client_idx, 1);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, REFUSAL);
@@ -133,8 +134,10 @@ int cmp_token(lua_State *L, Client *c, int client_idx) {
     lua_settop(L, top + 1);
     return 0;
   }
-  if (!cmp_reply(L, r, SHAPE_OBJECT))
+  if (!cmp_reply(L, r, SHAPE_OBJECT)) {
+    cmp_scrub_err(L, c, -1);
     return 0;
+  }
   if (!keep_token(c, L)) {
     lua_settop(L, top);
     cmp_pusherror(L, "auth", r->status, "BAD_TOKEN_ANSWER",
