@@ -221,6 +221,25 @@ describe("hardening against a listener of the specs' own", function()
       end)
     end
 
+    it("a request body nested 10,000 deep, or cyclic, raises before sending", function()
+      local deep = {}
+      local t = deep
+      for _ = 1, 10000 do t.a = {} t = t.a end
+      local cyclic = { x = 1 }
+      cyclic.self = cyclic
+      local c = client()
+      for _, body in ipairs { deep, cyclic } do
+        local ok, msg = pcall(c.create_profile, c, body)
+        assert.is_false(ok)
+        assert.truthy(tostring(msg):find("bad argument #1 to 'create_profile'", 1, true), msg)
+        ok = pcall(c.request, c, "POST", "x", body)
+        assert.is_false(ok)
+      end
+      assert.is_table(c:get_profile("s-json"))   -- the client is still usable
+      c:close()
+      assert.equal(1, #L:requests())
+    end)
+
     it("an error answer nested 10,000 deep is still an http err", function()
       local _, err = get("s-deep-error")
       check_err(err, "http")
