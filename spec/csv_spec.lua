@@ -102,25 +102,40 @@ describe("csv reader", function()
     assert.equal(10, r.bytes)
   end)
 
+  -- In a Lua of its own: in the suite's process, what other specs left
+  -- for the collector can land in the middle of the measurement.
   it("streams a large input record by record", function()
-    local fh = io.tmpfile()
-    for i = 1, 20000 do fh:write(("%d,\"x, %d\"\r\n"):format(i, i)) end
-    fh:seek("set", 0)
-    local n = 0
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([=[
+package.path = "examples/?.lua;" .. package.path
+local csv = require "ccpa.csv"
+local fh = io.tmpfile()
+for i = 1, 20000 do fh:write(("%d,\"x, %d\"\r\n"):format(i, i)) end
+fh:seek("set", 0)
+local n = 0
+collectgarbage()
+local before = collectgarbage("count")
+local most = before
+for fields in csv.records(fh) do
+  n = n + 1
+  assert(fields[1] == tostring(n))
+  if n % 2000 == 0 then -- what stays alive, whatever the GC's mode
     collectgarbage()
-    local before = collectgarbage("count")
-    local most = before
-    for fields in csv.records(fh) do
-      n = n + 1
-      assert.equal(tostring(n), fields[1])
-      if n % 2000 == 0 then -- what stays alive, whatever the GC's mode
-        collectgarbage()
-        most = math.max(most, collectgarbage("count"))
-      end
-    end
-    assert.equal(20000, n)
+    most = math.max(most, collectgarbage("count"))
+  end
+end
+print(n, math.floor(most - before))
+]=])
+    f:close()
+    local proc = assert(io.popen("lua5.4 " .. script .. " 2>&1"))
+    local out = proc:read("a")
+    proc:close()
+    os.remove(script)
+    local n, kept = out:match("^(%d+)\t(%-?%d+)")
+    assert.equal("20000", n, out)
     -- a reader holds one record: well under 100 KB for 20,000 records
-    assert.is_true(most - before < 100, (most - before) .. " KB kept")
+    assert.is_true(tonumber(kept) < 100, kept .. " KB kept")
   end)
 end)
 
