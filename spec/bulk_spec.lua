@@ -7,6 +7,7 @@
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 
 local sandbox = require "spec.support.sandbox"
+local socket = require "socket"
 
 -- Runs a bulk and gathers every on_result call: { [i] = {op, result, err} }
 -- and the completion order.
@@ -453,6 +454,9 @@ describe("bulk", function()
   describe("misuse", function()
     it("raises naming the option or argument", function()
       local k = all[1].PKey
+      -- calls an earlier spec aborted may still be landing: let them
+      socket.sleep(0.3)
+      local sent = sandbox.counters().total
       local function raises(pattern, ...)
         local args = table.pack(...)
         -- a method call, as users write it (Lua names the function so)
@@ -466,7 +470,7 @@ describe("bulk", function()
       raises("'on_result'", { { "get_profile", k } }, { on_result = 1 })
       raises("'concurency'", { { "get_profile", k } }, { concurency = 2 })
       raises("bad argument #2 to 'bulk'", {}, "options")
-      assert.are.equal(0, sandbox.counters().total)
+      assert.are.equal(sent, sandbox.counters().total)
       raises("bad argument #1 to 'bulk'", "ops")
     end)
   end)
