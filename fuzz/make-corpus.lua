@@ -3,6 +3,10 @@
 -- see fuzz_reply.c), plus hand-made transport failures.
 --
 --   sh spec/sandbox/with-sandbox.sh lua5.4 fuzz/make-corpus.lua
+--
+-- The corpus's found-* files are inputs the fuzzer found new coverage
+-- with, kept from a minimising merge (fuzz_reply -merge=1 OUT fuzz/corpus
+-- build/fuzz/work).
 package.path = "spec/support/?.lua;" .. package.path
 local http = require "socket.http"
 local ltn12 = require "ltn12"
