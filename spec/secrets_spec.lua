@@ -148,6 +148,36 @@ describe("secrets", function()
     assert_clean("err", err)
   end)
 
+  it("a secret cut by the 400-byte limit of a message: no piece of it kept", function()
+    local long = "Tok-" .. tag .. ("-0123456789abcdef"):rep(4)
+    local c = client { base_url = L.url, access_token = long }
+    local _, err = c:get_profile("s-error-long-echo")
+    c:close()
+    assert.equal("http", err.kind)
+    for i = 1, #long - 15 do
+      local piece = long:sub(i, i + 15)
+      assert.is_nil(err.message:find(piece, 1, true),
+        ("16 bytes of the token (%q) in %q"):format(piece, err.message:sub(-80)))
+    end
+  end)
+
+  it("secrets with URL-special bytes: not even form-encoded in a refusal", function()
+    L:token_mode("echo_refusal")
+    local id, secret = "AK/ey+" .. tag .. "=&x", "Se/c+" .. tag .. "=&y"
+    local c = campaign.new { org = "acme", client_id = id, client_secret = secret,
+                             ims_url = L.url, base_url = L.url, retries = 0 }
+    local _, err = c:get_profile("@p")
+    c:close()
+    assert.equal("auth", err.kind)
+    local function enc(s)
+      return (s:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end))
+    end
+    local s = text(err)
+    for _, v in ipairs { id, secret, enc(id), enc(secret) } do
+      assert.is_nil(s:find(v, 1, true), ("%q in %s"):format(v, s))
+    end
+  end)
+
   it("a token endpoint echoing the form in its refusal: scrubbed", function()
     for _, mode in ipairs { "echo_refusal", "echo_code" } do
       L:token_mode(mode)

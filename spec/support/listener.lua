@@ -247,6 +247,12 @@ local scenarios = {
     return answer(c, "400 Bad Request", cjson.encode {
       message = "you sent: " .. req.line .. " " .. req.raw_headers })
   end,
+  -- the token again, where a 400-byte cut of the message falls inside it
+  ["s-error-long-echo"] = function(c, req)
+    local tok = req.raw_headers:match("[Aa]uthorization: Bearer ([^\r\n]+)") or ""
+    return answer(c, "400 Bad Request", cjson.encode {
+      message = ("x"):rep(400 - #tok // 2) .. tok })
+  end,
   ["s-error-code-echo"] = function(c, req)
     local tok = req.raw_headers:match("[Aa]uthorization: Bearer ([^\r\n]+)")
     local key = req.raw_headers:match("[Xx]%-[Aa]pi%-[Kk]ey: ([^\r\n]+)")
