@@ -14,7 +14,8 @@
 ** harness aborts when an err breaks the README's contract: a kind that
 ** is not one of the documented ones, a message that is not a string of
 ** at most 400 bytes (plus "...") or that holds a control character or
-** the client's token or API key, a retryable that is not a boolean.
+** the client's token or API key, a code that holds either, a retryable
+** that is not a boolean.
 **
 **   make fuzz [FUZZ_SECONDS=60]
 */
@@ -94,8 +95,12 @@ static void check_err(lua_State *S, int idx) {
   lua_getfield(S, idx, "retryable");
   if (lua_type(S, -1) != LUA_TBOOLEAN)
     abort();
+  if (lua_getfield(S, idx, "code") == LUA_TSTRING &&
+      (strstr(lua_tostring(S, -1), TOKEN) || strstr(lua_tostring(S, -1),
+                                                    API_KEY)))
+    abort();
   luaL_tolstring(S, idx, NULL);   /* the err's __tostring */
-  lua_pop(S, 4);
+  lua_pop(S, 5);
 }
 
 /* Runs one input through every shape; under lua_pcall. */
@@ -115,8 +120,10 @@ static int run(lua_State *S) {
       s->reply.status = r->status;
       done = cmp_finish(S, client, s, acc);
       s->state = SLOT_FREE;
-      if (done == 0)
+      if (done == 0) {
+        cmp_scrub_err(S, client, -1);
         check_err(S, -1);
+      }
     }
     else {
       cmp_scrub_err(S, client, -1);
