@@ -108,17 +108,17 @@ describe("plain http is refused but to loopback", function()
   end)
 
   it("refuses plain http to other hosts", function()
-    for _, u in ipairs { "http://example.com", "http://10.0.0.1:80",
+    for _, u in ipairs { "http://campaign.invalid", "http://10.0.0.1:80",
                          "http://192.168.1.1", "http://[::2]:80" } do
       assert.is_true(refused(u), u)
       assert.is_true(refused(u, "ims_url"), u)
     end
   end)
 
-  -- A name is not an address: "127.example.com" can resolve anywhere.
+  -- A name is not an address: "127.<name>" can resolve anywhere.
   it("refuses plain http to a host name that merely starts with 127.", function()
-    for _, u in ipairs { "http://127.example.com", "http://127.0.0.1.example.com:80",
-                         "http://localhost.example.com" } do
+    for _, u in ipairs { "http://127.campaign.invalid", "http://127.0.0.1.campaign.invalid:80",
+                         "http://localhost.campaign.invalid" } do
       local ok, msg = refused(u)
       assert.is_true(ok, u .. " was accepted as loopback " .. tostring(msg))
     end
