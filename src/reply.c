@@ -17,6 +17,9 @@
 
 #define MAX_DEPTH 1000   /* as cjson's own limit */
 #define MAX_MESSAGE 400  /* bytes of a server's message kept in an err */
+/* Kept until the secrets are out: longer than any token, so that the
+** cut at MAX_MESSAGE can never leave part of one behind. */
+#define RAW_MESSAGE (MAX_MESSAGE + 8192)
 
 /* ---------------------------------------------------------------- */
 /* numbers */
@@ -216,33 +219,54 @@ static void scrub_field(lua_State *L, int idx, const char *field,
   lua_pop(L, 1);
 }
 
+/* Cuts the err's message at MAX_MESSAGE bytes. */
+static void cut_message(lua_State *L, int idx) {
+  size_t len;
+  const char *m;
+
+  if (lua_getfield(L, idx, "message") == LUA_TSTRING) {
+    m = lua_tolstring(L, -1, &len);
+    if (len > MAX_MESSAGE) {
+      lua_pushlstring(L, m, MAX_MESSAGE);
+      lua_pushliteral(L, "...");
+      lua_concat(L, 2);
+      lua_setfield(L, idx, "message");
+    }
+  }
+  lua_pop(L, 1);
+}
+
 /*
-** Takes every secret of the client out of the err at idx: a server that
-** echoes a header or a form must not leak it any further.  The client
-** secret is looked for as sent too, form-encoded.
+** Takes every secret of the client out of the err at idx, as it is and
+** form-encoded (a server may echo a header or the token form), then
+** cuts the message short.  Every err goes through here before the
+** caller sees it.
 */
 void cmp_scrub_err(lua_State *L, const Client *c, int idx) {
-  const char *secrets[4];
-  char *escaped = NULL;
+  const char *secrets[3];
   int i;
 
   idx = lua_absindex(L, idx);
-  if (c->secret)
-    escaped = curl_easy_escape(NULL, c->secret, 0);
   secrets[0] = c->token;
   secrets[1] = c->api_key;
   secrets[2] = c->secret;
-  secrets[3] = escaped;
-  for (i = 0; i < 4; i++) {
+  for (i = 0; i < 3; i++) {
+    char *escaped;
     if (secrets[i] == NULL || strlen(secrets[i]) < 4)
       continue;
     scrub_field(L, idx, "message", secrets[i]);
     scrub_field(L, idx, "code", secrets[i]);
+    escaped = curl_easy_escape(NULL, secrets[i], 0);
+    if (escaped && strcmp(escaped, secrets[i]) != 0) {
+      scrub_field(L, idx, "message", escaped);
+      scrub_field(L, idx, "code", escaped);
+    }
+    if (escaped) {
+      memset(escaped, 0, strlen(escaped));
+      curl_free(escaped);
+    }
   }
-  if (escaped) {
-    memset(escaped, 0, strlen(escaped));
-    curl_free(escaped);
-  }
+  cut_message(L, idx);
 }
 
 /* libcurl's name for its error, without the CURLE_ prefix. */
@@ -309,7 +333,10 @@ static size_t campaign_id(const char *m) {
   return digits >= 3 ? i : 0;
 }
 
-/* Pushes a printable copy of at most MAX_MESSAGE bytes of s. */
+/*
+** Pushes a printable copy of at most RAW_MESSAGE bytes of s; the cut to
+** MAX_MESSAGE comes once the secrets are out (cmp_scrub_err).
+*/
 static void push_message(lua_State *L, const char *s, size_t len) {
   luaL_Buffer b;
   size_t i;
@@ -318,11 +345,11 @@ static void push_message(lua_State *L, const char *s, size_t len) {
                      s[len - 1] == ' '))
     len--;
   luaL_buffinit(L, &b);
-  for (i = 0; i < len && i < MAX_MESSAGE; i++) {
+  for (i = 0; i < len && i < RAW_MESSAGE; i++) {
     unsigned char ch = (unsigned char)s[i];
     luaL_addchar(&b, ch < 32 || ch == 127 ? ' ' : (char)ch);
   }
-  if (len > MAX_MESSAGE)
+  if (len > RAW_MESSAGE)
     luaL_addstring(&b, "...");
   luaL_pushresult(&b);
 }
