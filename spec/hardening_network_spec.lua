@@ -240,6 +240,23 @@ describe("hardening against a listener of the specs' own", function()
       assert.equal(1, #L:requests())
     end)
 
+    -- In a Lua of its own: a crash must not take the spec run with it.
+    it("an err with a 5,000-byte code from the server: tostring works", function()
+      local script = ([[
+        package.cpath = "build/lua5.4/?.so;" .. package.cpath
+        local c = require("campaign").new { org = "acme", api_key = "k",
+          access_token = "t", base_url = %q, retries = 0 }
+        local _, err = c:get_profile("s-long-code")
+        local s = tostring(err)
+        io.write(err.kind, " ", err.status, " ", #s, " ", s:find("\n") and "lines" or "line")
+      ]]):format(L.url)
+      local p = io.popen(peers.LUA .. " -e " .. peers.quote(script) .. " 2>&1; echo \" rc=$?\"")
+      local out = p:read("a")
+      p:close()
+      local kind, status, _, lines, rc = out:match("^(%a+) (%d+) (%d+) (%a+) rc=(%d+)")
+      assert.same({ "http", "429", "line", "0" }, { kind, status, lines, rc }, out)
+    end)
+
     it("an error answer nested 10,000 deep is still an http err", function()
       local _, err = get("s-deep-error")
       check_err(err, "http")

@@ -253,6 +253,11 @@ local scenarios = {
     return answer(c, "400 Bad Request", cjson.encode {
       message = ("x"):rep(400 - #tok // 2) .. tok })
   end,
+  -- a gateway-style error whose code is 5,000 bytes long
+  ["s-long-code"] = function(c)
+    return answer(c, "429 Too Many Requests", cjson.encode {
+      error_code = ("4"):rep(5000), message = "slow down" })
+  end,
   ["s-error-code-echo"] = function(c, req)
     local tok = req.raw_headers:match("[Aa]uthorization: Bearer ([^\r\n]+)")
     local key = req.raw_headers:match("[Xx]%-[Aa]pi%-[Kk]ey: ([^\r\n]+)")
