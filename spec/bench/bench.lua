@@ -31,11 +31,11 @@ local REQUESTS = ("%s/requests-%d.csv"):format(DIR, JOB_N)
 local S = QUICK and {
   rounds = 3, get = 1500, get_ls = 500, get_curl = 30, get_node = 100,
   bulk = 4000, seq10 = 100, node32 = 1000, rounds10 = 2,
-  bulk8 = 5000, rounds8 = 2, memory = 50000,
+  bulk8 = 5000, rounds8 = 2, memory = 40000,
 } or {
-  rounds = 5, get = 3000, get_ls = 1000, get_curl = 80, get_node = 300,
+  rounds = 7, get = 3000, get_ls = 1000, get_curl = 60, get_node = 200,
   bulk = 10000, seq10 = 300, node32 = 1000, rounds10 = 3,
-  bulk8 = 6000, rounds8 = 3, memory = 200000,
+  bulk8 = 10000, rounds8 = 5, memory = 200000,
 }
 
 local function say(fmt, ...)
@@ -280,6 +280,10 @@ end
 
 control("POST", "reset")
 latency(0)
+-- The sandbox parses a seed profile when it is first used: touch the
+-- profiles the measurements use once, untimed, so that no peer pays that.
+say("warming the sandbox: %s", ("%s multi %d %s 32"):format(FLOOR, math.max(S.bulk, S.bulk8), KEYS))
+run(("%s multi %d %s 32"):format(FLOOR, math.max(S.bulk, S.bulk8), KEYS))
 
 -- The full-field profile's size, as the sandbox sends it.
 do
@@ -302,12 +306,14 @@ do
   local cmds = {
     campaign = ("%s get %d %s"):format(C, S.get, KEYS),
     floor = ("%s get %d %s"):format(FLOOR, S.get, KEYS),
+    floor_opts = ("FLOOR_MODULE_OPTIONS=1 %s get %d %s"):format(FLOOR, S.get, KEYS),
     luasocket = ("lua5.4 spec/bench/luasocket_peer.lua get %d %s"):format(S.get_ls, KEYS),
     curl = ("sh spec/bench/curl_peer.sh get %d %s"):format(S.get_curl, KEYS),
     node = ("%s get %d %s"):format(NODE_CMD, S.get_node, KEYS),
   }
   local peers = {
     { name = "campaign", cmd = cmds.campaign }, { name = "floor", cmd = cmds.floor },
+    { name = "floor_opts", cmd = cmds.floor_opts },
     { name = "luasocket", cmd = cmds.luasocket }, { name = "curl", cmd = cmds.curl },
   }
   if NODE then peers[#peers + 1] = { name = "node", cmd = cmds.node } end
@@ -317,6 +323,7 @@ do
     fails.campaign)
   for _, p in ipairs{
     { "floor", "  vs C floor (easy handle, no JSON)", 0.75 },
+    { "floor_opts", "  vs C floor with the module's curl options", nil },
     { "luasocket", "  vs LuaSocket + lua-cjson", 2 },
     { "curl", "  vs curl CLI, a process per call", 50 },
     { "node", "  vs Node SDK, sequential", 10 },
@@ -329,7 +336,8 @@ do
       if pv then
         notes[#notes + 1] = ("sequential get_profile, %s: %s/s"):format(p[1], fmt_num(pv))
       end
-      row(p[2], r, rlo, rhi, "ratio", ">=", p[3], cmds[p[1]], fails[p[1]] or fails.campaign)
+      row(p[2], r, rlo, rhi, "ratio", p[3] and ">=", p[3], cmds[p[1]],
+        fails[p[1]] or fails.campaign)
     end
   end
   if cmds.curl then
@@ -474,7 +482,8 @@ do
     cmd, (not growth) and out or nil)
   if growth then
     notes[#notes + 1] = ("memory: RSS %d KiB after a warm-up, %d KiB after %s more calls"
-      .. " (half sequential get_profile, half bulk get_profile 8 in flight)")
+      .. " (blocks of 10,000 sequential get_profile and 10,000 bulk set_ccpa_optout, 8 in"
+      .. " flight, after 40,000 calls of warm-up)")
       :format(tonumber(before), tonumber(after), n)
   end
 end

@@ -5,6 +5,7 @@
 --   lua5.4 spec/bench/campaign_peer.lua optout N KEYS      sequential set_ccpa_optout
 --   lua5.4 spec/bench/campaign_peer.lua bulk N KEYS CONC   client:bulk, CONC in flight
 --   lua5.4 spec/bench/campaign_peer.lua memory N KEYS      RSS growth over N calls
+--                                                          (N a multiple of 20,000)
 --
 -- KEYS: raw PKeys, one a line (get uses the first).  Server and
 -- credentials from CAMPAIGN_BASE_URL, CAMPAIGN_ORG, CAMPAIGN_API_KEY,
@@ -96,15 +97,25 @@ elseif mode == "bulk" then
   bulk_optout(n, conc)
   finish(n, ("%.6f"):format(gettime() - t0))
 elseif mode == "memory" then
-  -- Half sequential get_profile, half bulk set_ccpa_optout (8 in
-  -- flight), after a warm-up of each; RSS read after a full collection.
-  seq_get(2000)
-  bulk_optout(2000, 8)
+  -- Blocks of 10,000 sequential get_profile then 10,000 bulk
+  -- set_ccpa_optout (8 in flight), over 10,000 PKeys.  RSS is read after
+  -- a full collection, once after two warm-up blocks (so that the heap
+  -- has been through the GC's cycle and libcurl's connections exist)
+  -- and again after N more calls: a leak grows with N, the heap's
+  -- high-water mark does not.
+  local block = 10000
+  for i = block + 1, #keys do keys[i] = nil end
+  local function blocks(calls)
+    for _ = 1, calls // (2 * block) do
+      seq_get(block)
+      bulk_optout(block, 8)
+    end
+  end
+  blocks(4 * block)
   collectgarbage("collect")
   local before = rss_kb()
   local t0 = gettime()
-  seq_get(n // 2)
-  bulk_optout(n - n // 2, 8)
+  blocks(n)
   local secs = gettime() - t0
   collectgarbage("collect")
   finish(n, before, rss_kb(), ("%.6f"):format(secs))

@@ -10,6 +10,11 @@
 **   floor multi N KEYS CONC     the same N PATCHes, CONC in flight on one
 **                               multi handle, CONC reused easy handles
 **
+** With FLOOR_MODULE_OPTIONS=1 in the environment, the floor sets the
+** same libcurl options and headers as the module (timeouts, stall check,
+** size cap, User-Agent, Accept, Accept-Encoding, a header callback): a
+** diagnostic that splits the module's cost into libcurl's and its own.
+**
 ** KEYS is a file of raw PKeys, one a line (percent-encoded here, before
 ** the clock starts).  The server and credentials come from the
 ** environment: CAMPAIGN_BASE_URL, CAMPAIGN_ORG, CAMPAIGN_API_KEY,
@@ -90,8 +95,20 @@ static void load_urls(const char *file, size_t max) {
     die("no PKey in the keys file");
 }
 
+static int module_options;
+
+static size_t header_line(char *data, size_t size, size_t n, void *ud) {
+  (void)data;
+  (void)ud;
+  return size * n;
+}
+
 static void set_headers(void) {
   char line[4096];
+  if (module_options) {
+    headers = curl_slist_append(headers, "Accept: application/json");
+    headers = curl_slist_append(headers, "Expect:");
+  }
   headers = curl_slist_append(headers, "Content-Type: application/json;charset=utf-8");
   headers = curl_slist_append(headers, "Cache-Control: no-cache");
   snprintf(line, sizeof line, "X-Api-Key: %s",
@@ -108,6 +125,19 @@ static CURL *new_handle(size_t *sink, int patch) {
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
+  if (module_options) {
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)8 << 20);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-campaign/0.1.0");
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_line);
+  }
   if (patch) {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PATCH");
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, BODY);
@@ -159,6 +189,7 @@ static double multi(long n, int conc) {
     curl_multi_add_handle(m, h[i]);
   }
   while (done < n) {
+    int added = 0;
     curl_multi_perform(m, &running);
     while ((msg = curl_multi_info_read(m, &left)) != NULL) {
       CURL *e;
@@ -171,9 +202,11 @@ static double multi(long n, int conc) {
       if (started < n) {
         curl_easy_setopt(e, CURLOPT_URL, urls[(size_t)started++ % nurls]);
         curl_multi_add_handle(m, e);
+        added = 1;
       }
     }
-    if (done < n)
+    /* a handle added again is sent by the next perform, not after a wait */
+    if (done < n && !added)
       curl_multi_poll(m, NULL, 0, 1000, NULL);
   }
   t0 = now() - t0;
@@ -191,6 +224,8 @@ int main(int argc, char **argv) {
   if (argc < 4)
     die("usage: floor get|patch|multi N KEYS [CONC]");
   n = atol(argv[2]);
+  module_options = getenv("FLOOR_MODULE_OPTIONS") != NULL &&
+                   strcmp(getenv("FLOOR_MODULE_OPTIONS"), "1") == 0;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   set_headers();
   if (strcmp(argv[1], "get") == 0) {
