@@ -352,12 +352,12 @@ static char *read_scopes(lua_State *L, int idx) {
   n = (lua_Integer)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
     const char *s;
+    if (i > 1)   /* before the push: the buffer grows only from the top */
+      luaL_addchar(&b, ',');
     lua_rawgeti(L, idx, i);
     s = lua_tostring(L, -1);
     if (lua_type(L, -1) != LUA_TSTRING || !clean_string(s, strlen(s)))
       opt_error(L, "scopes", "an array of strings expected");
-    if (i > 1)
-      luaL_addchar(&b, ',');
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);

@@ -20,6 +20,7 @@
 /* Kept until the secrets are out: longer than any token, so that the
 ** cut at MAX_MESSAGE can never leave part of one behind. */
 #define RAW_MESSAGE (MAX_MESSAGE + 8192)
+#define MAX_CODE 64      /* bytes of an error code kept */
 
 /* ---------------------------------------------------------------- */
 /* numbers */
@@ -151,32 +152,29 @@ void cmp_encode(lua_State *L, int idx, const char *what) {
 /* ---------------------------------------------------------------- */
 /* errors */
 
+/*
+** "campaign: <kind> [status] [code][: message]".  Each piece is made a
+** string before it goes into the buffer: the buffer may only grow while
+** nothing of ours sits above it on the stack.
+*/
 static int err_tostring(lua_State *L) {
-  luaL_Buffer b;
+  static const char *const fields[] = { "kind", "status", "code",
+                                        "message" };
+  static const char *const before[] = { "campaign: ", " ", " ", ": " };
+  int i;
+
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "campaign: ");
-  lua_getfield(L, 1, "kind");
-  luaL_addvalue(&b);
-  if (lua_getfield(L, 1, "status") == LUA_TNUMBER) {
-    luaL_addchar(&b, ' ');
-    luaL_addvalue(&b);
+  lua_settop(L, 1);
+  for (i = 0; i < 4; i++) {
+    if (lua_getfield(L, 1, fields[i]) == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushstring(L, before[i]);
+    luaL_tolstring(L, -2, NULL);
+    lua_remove(L, -3);
   }
-  else
-    lua_pop(L, 1);
-  if (lua_getfield(L, 1, "code") != LUA_TNIL) {
-    luaL_addchar(&b, ' ');
-    luaL_tolstring(L, -1, NULL);
-    luaL_addvalue(&b);
-  }
-  lua_pop(L, 1);
-  if (lua_getfield(L, 1, "message") == LUA_TSTRING) {
-    luaL_addstring(&b, ": ");
-    luaL_addvalue(&b);
-  }
-  else
-    lua_pop(L, 1);
-  luaL_pushresult(&b);
+  lua_concat(L, lua_gettop(L) - 1);
   return 1;
 }
 
@@ -219,18 +217,19 @@ static void scrub_field(lua_State *L, int idx, const char *field,
   lua_pop(L, 1);
 }
 
-/* Cuts the err's message at MAX_MESSAGE bytes. */
-static void cut_message(lua_State *L, int idx) {
+/* Cuts a string field of the err at idx at max bytes. */
+static void cut_field(lua_State *L, int idx, const char *field,
+                      size_t max) {
   size_t len;
   const char *m;
 
-  if (lua_getfield(L, idx, "message") == LUA_TSTRING) {
+  if (lua_getfield(L, idx, field) == LUA_TSTRING) {
     m = lua_tolstring(L, -1, &len);
-    if (len > MAX_MESSAGE) {
-      lua_pushlstring(L, m, MAX_MESSAGE);
+    if (len > max) {
+      lua_pushlstring(L, m, max);
       lua_pushliteral(L, "...");
       lua_concat(L, 2);
-      lua_setfield(L, idx, "message");
+      lua_setfield(L, idx, field);
     }
   }
   lua_pop(L, 1);
@@ -266,7 +265,8 @@ void cmp_scrub_err(lua_State *L, const Client *c, int idx) {
       curl_free(escaped);
     }
   }
-  cut_message(L, idx);
+  cut_field(L, idx, "message", MAX_MESSAGE);
+  cut_field(L, idx, "code", MAX_CODE);
 }
 
 /* libcurl's name for its error, without the CURLE_ prefix. */
