@@ -86,8 +86,14 @@ function M.before(method, route)
     -- An array is a [min, max] range; an object may be conditional.
     local conditional = type(lat) == "table" and lat[1] == nil
     if not conditional or fires(lat, method, route) then
+      -- counted from the request's arrival, not from now: under load the
+      -- handler starts late, and a plain sleep would add that delay on top
       local ms = latency(lat)
-      if ms > 0 then ngx.sleep(ms / 1000) end
+      if ms > 0 then
+        ngx.update_time()
+        local left = ngx.req.start_time() + ms / 1000 - ngx.now()
+        if left > 0 then ngx.sleep(left) end
+      end
     end
   end
   local limit = current.rate_limit
