@@ -20,7 +20,13 @@ case "${1:-build}" in
   test|demo) want=$test ;;
   memory) want="$test valgrind" ;;
   fuzz|asan) want="$test clang libclang-rt-14-dev" ;;
-  bench) want="$test wrk curl lua-socket nodejs npm" ;;
+  bench)
+    want="$test wrk curl lua-socket"
+    # a Node.js from elsewhere (with its own npm) stays: apt's npm would
+    # conflict with it
+    command -v node >/dev/null 2>&1 || want="$want nodejs"
+    command -v npm >/dev/null 2>&1 || want="$want npm"
+    ;;
   luajit) want="$test libluajit2-5.1-dev luajit2" ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
