@@ -142,7 +142,6 @@ static int set_constant_options(Client *c, Slot *s) {
   SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SET(CURLOPT_ACCEPT_ENCODING, "");
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
-  SET(CURLOPT_USERAGENT, "lua-campaign/" CAMPAIGN_VERSION);
   SET(CURLOPT_HTTPHEADER, c->headers);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, &s->reply);
@@ -366,7 +365,10 @@ void cmp_abort(Client *c, Slot *s) {
 /* The header list every call sends; rebuilt when the token changes. */
 int cmp_set_headers(Client *c) {
   struct curl_slist *h = NULL, *t;
+  /* the User-Agent here rather than CURLOPT_USERAGENT, which libcurl
+  ** formats anew on every request */
   const char *fixed[] = {
+    "User-Agent: lua-campaign/" CAMPAIGN_VERSION,
     "Accept: application/json",
     "Content-Type: application/json;charset=utf-8",
     "Cache-Control: no-cache",
