@@ -855,6 +855,12 @@ describe("sandbox", function()
       assert.equal(404, (request("GET", "/_sandbox/profile/%40none")))
     end)
 
+    it("warms every profile, which then reads as before", function()
+      local before = first_profile()
+      assert.equal(1000, control("POST", "warm").profiles)
+      assert.same(before, first_profile())
+    end)
+
     it("reset restores the seed, faults, counters and config", function()
       local p = first_profile()
       api("DELETE", path_of(p.PKey))
