@@ -12,7 +12,10 @@ set -eu
 build="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev
   libcurl4-openssl-dev lua-cjson"
 sandbox="nginx libnginx-mod-http-lua lua-cjson"
-test="$build $sandbox lua-busted lua-socket lua-argparse lua-term lua-check"
+# the OpenResty spec builds the module for LuaJIT and drives nginx with
+# the curl command
+test="$build $sandbox lua-busted lua-socket lua-argparse lua-term lua-check
+  curl libluajit2-5.1-dev luajit2"
 
 case "${1:-build}" in
   build) want=$build ;;
@@ -27,7 +30,7 @@ case "${1:-build}" in
     command -v node >/dev/null 2>&1 || want="$want nodejs"
     command -v npm >/dev/null 2>&1 || want="$want npm"
     ;;
-  luajit) want="$test libluajit2-5.1-dev luajit2" ;;
+  luajit) want="$test" ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
 
