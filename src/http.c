@@ -150,8 +150,10 @@ static int set_constant_options(Client *c, Slot *s) {
   SET(CURLOPT_PRIVATE, s);
   if (c->ca_file)
     SET(CURLOPT_CAINFO, c->ca_file);
-  if (c->proxy)
-    SET(CURLOPT_PROXY, c->proxy);
+  /* only the proxy the caller names: libcurl would otherwise take one
+  ** from http_proxy and the like, and the token could go through it in
+  ** clear */
+  SET(CURLOPT_PROXY, c->proxy ? c->proxy : "");
 #undef SET
   return rc == CURLE_OK;
 }
