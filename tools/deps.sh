@@ -55,14 +55,26 @@ esac
 
 rc=/usr/sbin/policy-rc.d
 ours=0
+cleanup() { [ $ours = 1 ] && rm -f $rc; ours=0; }
+# dash runs no EXIT trap when a signal ends it: catch those too, so an
+# interrupted install never leaves every later service start refused
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM HUP
 if [ ! -e $rc ]; then
   printf '#!/bin/sh\nexit 101\n' >$rc
   chmod +x $rc
   ours=1
 fi
-trap '[ $ours = 1 ] && rm -f $rc' EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+
+# nor should the system's nginx start at the next boot
+case " $missing " in
+  *" nginx "*)
+    { systemctl disable nginx || update-rc.d nginx disable; } >/dev/null 2>&1 \
+      || true
+    echo "(the system's nginx service is disabled: it would serve port 80)" ;;
+esac
