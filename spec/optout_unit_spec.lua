@@ -113,6 +113,17 @@ describe("requests", function()
     end
   end)
 
+  it("takes JSON numbers 0 and 1 for optout, and no other", function()
+    local rs = all(assert(requests.open(handle(
+      '{"email":"a@x.org","optout":0}\n{"email":"b@x.org","optout":1}\n'
+      .. '{"email":"c@x.org","optout":2}\n{"email":"d@x.org","optout":0.5}\n'),
+      "jsonl")))
+    assert.is_false(rs[1].optout)
+    assert.is_true(rs[2].optout)
+    assert.matches("optout", rs[3].invalid)
+    assert.matches("optout", rs[4].invalid)
+  end)
+
   it("knows a format by the file's extension", function()
     assert.equal("jsonl", requests.format_of("a/b.JSONL"))
     assert.equal("jsonl", requests.format_of("b.ndjson"))

@@ -41,7 +41,8 @@ local FLAGS = { ["false"] = false, ["0"] = false, no = false,
 function M.parse_optout(v)
   if v == nil or v == cjson.null then return true end
   if type(v) == "boolean" then return v end
-  if math.type(v) == "integer" then
+  -- cjson reads every JSON number as a float: 0 arrives as 0.0
+  if type(v) == "number" then
     if v == 0 then return false elseif v == 1 then return true end
     return nil
   end
