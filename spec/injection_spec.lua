@@ -45,6 +45,7 @@ local function check_request(q, L, key, token)
     seen[name] = value
   end
   assert.equal("127.0.0.1:" .. L.port, seen.host)
+  assert.equal("lua-campaign/" .. campaign._VERSION, seen["user-agent"])
   if key then assert.equal(key, seen["x-api-key"]) end
   if token then assert.equal("Bearer " .. token, seen.authorization) end
 end
