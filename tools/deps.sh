@@ -24,7 +24,7 @@ case "${1:-build}" in
   memory) want="$test valgrind" ;;
   fuzz|asan) want="$test clang libclang-rt-14-dev" ;;
   bench)
-    want="$test wrk curl lua-socket"
+    want="$test wrk curl lua-socket time"
     # a Node.js from elsewhere (with its own npm) stays: apt's npm would
     # conflict with it
     command -v node >/dev/null 2>&1 || want="$want nodejs"

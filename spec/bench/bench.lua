@@ -463,10 +463,12 @@ do
     why or "no floor rate")
   row("  peak RSS of the job", rss_kb and tonumber(rss_kb) / 1024, nil, nil, "mib", "<=", 64,
     "", rss_kb == nil and "no /usr/bin/time output" or why)
-  notes[#notes + 1] = ("opt-out job: %d lookups by email and %d PATCHes for %d requests"
-    .. " (%.2f round trips each; %d/s ideal at 10 ms and 32 in flight)")
-    :format(byemail, patches, JOB_N, (byemail + patches) / JOB_N,
-      math.floor(3200 / ((byemail + patches) / JOB_N) + 0.5))
+  if byemail + patches > 0 then  -- none when the job could not run
+    notes[#notes + 1] = ("opt-out job: %d lookups by email and %d PATCHes for %d requests"
+      .. " (%.2f round trips each; %d/s ideal at 10 ms and 32 in flight)")
+      :format(byemail, patches, JOB_N, (byemail + patches) / JOB_N,
+        math.floor(3200 / ((byemail + patches) / JOB_N) + 0.5))
+  end
   control("POST", "reset")
 end
 
