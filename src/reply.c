@@ -251,19 +251,25 @@ void cmp_scrub_err(lua_State *L, const Client *c, int idx) {
   secrets[2] = c->secret;
   for (i = 0; i < 3; i++) {
     char *escaped;
+    int differs;
     if (secrets[i] == NULL || strlen(secrets[i]) < 4)
       continue;
     scrub_field(L, idx, "message", secrets[i]);
     scrub_field(L, idx, "code", secrets[i]);
+
+    /* into a Lua string at once: nothing malloc'd across a raise */
     escaped = curl_easy_escape(NULL, secrets[i], 0);
-    if (escaped && strcmp(escaped, secrets[i]) != 0) {
-      scrub_field(L, idx, "message", escaped);
-      scrub_field(L, idx, "code", escaped);
+    if (escaped == NULL)
+      continue;
+    differs = strcmp(escaped, secrets[i]) != 0;
+    lua_pushstring(L, differs ? escaped : "");
+    memset(escaped, 0, strlen(escaped));
+    curl_free(escaped);
+    if (differs) {
+      scrub_field(L, idx, "message", lua_tostring(L, -1));
+      scrub_field(L, idx, "code", lua_tostring(L, -1));
     }
-    if (escaped) {
-      memset(escaped, 0, strlen(escaped));
-      curl_free(escaped);
-    }
+    lua_pop(L, 1);
   }
   cut_field(L, idx, "message", MAX_MESSAGE);
   cut_field(L, idx, "code", MAX_CODE);
