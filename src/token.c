@@ -97,29 +97,10 @@ static int keep_token(Client *c, lua_State *L) {
   return cmp_set_headers(c);
 }
 
-/*
-** Makes sure the client holds a live token.  Returns 1, or pushes an
-** err and returns 0.  client_idx: the client's stack index.
-*/
-int cmp_token(lua_State *L, Client *c, int client_idx) {
+/* Turns the token endpoint's answer into a kept token, or an err. */
+static int read_answer(lua_State *L, Client *c, int client_idx, int top) {
   Reply *r = &c->token_slot.reply;
-  int top = lua_gettop(L);
 
-  if (!c->renewable || (c->token && cmp_now() < c->token_expires))
-    return 1;
-  lua_getiuservalue(L, client_idx, 1);
-  if (lua_getfield(L, -1, REFUSAL) != LUA_TNIL) {
-    lua_replace(L, top + 1);
-    lua_settop(L, top + 1);
-    return 0;
-  }
-  lua_settop(L, top);
-
-  if (!ask(c)) {
-    cmp_pusherror(L, "network", 0, "OUT_OF_MEMORY", "not enough memory",
-                  0);
-    return 0;
-  }
   if (r->rc != CURLE_OK || r->over)
     return cmp_reply(L, r, SHAPE_OBJECT);   /* the network's err */
   if (r->status >= 400 && r->status < 500) {
@@ -146,4 +127,36 @@ int cmp_token(lua_State *L, Client *c, int client_idx) {
   }
   lua_settop(L, top);
   return 1;
+}
+
+/*
+** Makes sure the client holds a live token.  Returns 1, or pushes an
+** err and returns 0.  client_idx: the client's stack index.
+*/
+int cmp_token(lua_State *L, Client *c, int client_idx) {
+  Reply *r = &c->token_slot.reply;
+  int top = lua_gettop(L), ok;
+
+  if (!c->renewable || (c->token && cmp_now() < c->token_expires))
+    return 1;
+  lua_getiuservalue(L, client_idx, 1);
+  if (lua_getfield(L, -1, REFUSAL) != LUA_TNIL) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return 0;
+  }
+  lua_settop(L, top);
+
+  if (!ask(c)) {
+    cmp_pusherror(L, "network", 0, "OUT_OF_MEMORY", "not enough memory",
+                  0);
+    return 0;
+  }
+  ok = read_answer(L, c, client_idx, top);
+
+  /* the answer held the token (or an echo of the form): wipe it */
+  if (r->body)
+    memset(r->body, 0, r->size);
+  r->len = 0;
+  return ok;
 }
