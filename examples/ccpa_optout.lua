@@ -289,7 +289,8 @@ local function main()
   end
 
   local campaign = require "campaign"
-  local made, client = pcall(campaign.new, settings)
+  local protect = require "ccpa.protect"
+  local made, client = protect.call(campaign.new, settings)
   if not made then
     cannot("cannot set up the client: %s", tostring(client))
   end

@@ -19,6 +19,7 @@ enum {
   B_CLIENT = 1, B_OPS, B_OPTS,
   B_ONRESULT,   /* the callback, or nil */
   B_CTX,        /* per slot: { op, index, acc } */
+  B_PREPARE,    /* prepare_op's guard */
   B_RUN         /* the Run, as a light userdata */
 };
 
@@ -34,7 +35,7 @@ typedef struct Run {
 } Run;
 
 /* ---------------------------------------------------------------- */
-/* preparing an op, under lua_pcall */
+/* preparing an op, under its guard */
 
 /* Arguments: the client, the op, the slot (light userdata). */
 static int prepare_op(lua_State *L) {
@@ -154,11 +155,12 @@ static void fill(lua_State *L, Run *r) {
     }
     op = lua_gettop(L);
 
-    lua_pushcfunction(L, prepare_op);
+    /* a bad op is that op's err; an interrupt in it stops the run */
+    lua_pushvalue(L, B_PREPARE);
     lua_pushlightuserdata(L, r->c);
     lua_pushvalue(L, op);
     lua_pushlightuserdata(L, s);
-    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    if (!cmp_guarded(L, 3, 0)) {
       s->state = SLOT_FREE;
       push_usage_error(L);
       deliver(L, r, r->handed, op, 0);
@@ -284,6 +286,8 @@ static void read_bulk_options(lua_State *L, Run *r) {
     luaL_error(L, "bad option 'on_result' to 'bulk' (a function "
                "expected)");
   lua_newtable(L);   /* B_CTX */
+  lua_pushcfunction(L, prepare_op);
+  cmp_newguard(L);   /* B_PREPARE */
   r->first = 1;
   r->last = (int)n;
 }
@@ -293,7 +297,7 @@ static int run(lua_State *L) {
   Run *r = lua_touserdata(L, B_RUN);
   Client *c = r->c;
 
-  lua_settop(L, B_CTX);
+  lua_settop(L, B_PREPARE);
   for (;;) {
     int k;
     double wait;
@@ -338,7 +342,7 @@ int cmp_bulk(lua_State *L) {
 
   c->in_bulk = 1;
   lua_pushcfunction(L, run);
-  for (i = 1; i <= B_CTX; i++)
+  for (i = 1; i <= B_PREPARE; i++)
     lua_pushvalue(L, i);
   lua_pushlightuserdata(L, &r);
   status = lua_pcall(L, B_RUN, 0, 0);

@@ -13,6 +13,7 @@
 
 /* Keys of the module's private values in the registry. */
 static const char STATE_KEY = 'S';
+static const char OWN_KEY = 'O';   /* the metatable of own complaints */
 
 #define DEFAULT_BASE "https://mc.adobe.io"
 #define DEFAULT_IMS "https://ims-na1.adobelogin.com"
@@ -25,6 +26,69 @@ void cmp_pushmodstate(lua_State *L, const char *name) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
   lua_getfield(L, -1, name);
   lua_remove(L, -2);
+}
+
+/* ---------------------------------------------------------------- */
+/* protected calls that catch a function's own complaints only */
+
+/*
+** The error handler of a guard (upvalue 1: the guarded function).  An
+** error raised by that function itself, with nothing called in
+** between, is its complaint about its input: it comes back wrapped in
+** a table whose metatable is the key's, upvalue 2.  Anything else comes
+** back as it was: an interrupt (lua5.4 raises Ctrl-C from a debug hook,
+** at whatever call comes next, the guarded one included), no memory,
+** or an error of something the function called.
+*/
+static int own_error(lua_State *L) {
+  lua_Debug ar;
+  int own = lua_getstack(L, 1, &ar) && lua_getinfo(L, "f", &ar) &&
+            lua_rawequal(L, -1, lua_upvalueindex(1));
+
+  lua_settop(L, 1);
+  if (own) {
+    lua_createtable(L, 1, 0);
+    lua_insert(L, 1);
+    lua_rawseti(L, 1, 1);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setmetatable(L, 1);
+  }
+  return 1;
+}
+
+/* Replaces the function at the top by its guard, for cmp_guarded. */
+void cmp_newguard(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &OWN_KEY);
+  lua_pushcclosure(L, own_error, 2);
+}
+
+/*
+** Calls a guarded function: its guard (made by cmp_newguard) is below
+** its nargs arguments, and is used up.  Returns 1 with the nres results
+** pushed, or 0 with the function's own complaint pushed; any other
+** error is raised again.
+*/
+int cmp_guarded(lua_State *L, int nargs, int nres) {
+  int guard = lua_gettop(L) - nargs;
+  int status;
+
+  lua_getupvalue(L, guard, 1);
+  lua_insert(L, guard + 1);
+  status = lua_pcall(L, nargs, nres, guard);
+  lua_remove(L, guard);
+  if (status == LUA_OK)
+    return 1;
+  if (status == LUA_ERRRUN && lua_getmetatable(L, -1)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &OWN_KEY);
+    if (lua_rawequal(L, -1, -2)) {
+      lua_pop(L, 2);
+      lua_rawgeti(L, -1, 1);
+      lua_remove(L, -2);
+      return 0;
+    }
+    lua_pop(L, 2);
+  }
+  return lua_error(L);
 }
 
 Client *cmp_checkclient(lua_State *L, int idx) {
@@ -511,14 +575,19 @@ static void open_client(lua_State *L) {
 }
 
 /*
-** A private cjson instance, set up once for the module's needs.  A safe
-** one: bad JSON is an answer (nil and a message), not an error, so that
-** an error that does rise (an interrupt) is never taken for bad JSON.
+** A private cjson instance, set up once for the module's needs.  Its
+** decode and encode raise on bad input; they are called under guards,
+** so that only cjson's own complaint is taken for bad JSON, and an
+** error that merely rises through the call (an interrupt) goes on up.
+** (cjson.safe would not do: it turns every error into nil, message.)
 */
 static void open_json(lua_State *L) {
-  lua_createtable(L, 0, 4);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &OWN_KEY);
+
+  lua_createtable(L, 0, 3);
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson.safe");
+  lua_pushliteral(L, "cjson");
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_call(L, 0, 1);
@@ -535,8 +604,10 @@ static void open_json(lua_State *L) {
   lua_call(L, 1, 0);
 
   lua_getfield(L, -1, "decode");
+  cmp_newguard(L);
   lua_setfield(L, -3, "decode");
   lua_getfield(L, -1, "encode");
+  cmp_newguard(L);
   lua_setfield(L, -3, "encode");
   lua_getfield(L, -1, "null");
   lua_setfield(L, -3, "null");

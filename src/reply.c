@@ -104,19 +104,16 @@ static void check_numbers(lua_State *L, int idx, const char *what,
 
 /*
 ** Decodes s; pushes the value and returns 1, or returns 0 (nothing
-** pushed) when s is not JSON.  The instance is cjson.safe's, which
-** answers bad JSON with nil: any error it raises is not about the JSON
-** (no memory, an interrupt) and goes on up.
+** pushed) when s is not JSON.  Only cjson's own complaint means that:
+** any other error (no memory, an interrupt) goes on up.
 */
 int cmp_decode(lua_State *L, const char *s, size_t len) {
   cmp_pushmodstate(L, "decode");
   lua_pushlstring(L, s, len);
-  lua_call(L, 1, 2);
-  if (lua_isnil(L, -2)) {
-    lua_pop(L, 2);
+  if (!cmp_guarded(L, 1, 1)) {
+    lua_pop(L, 1);
     return 0;
   }
-  lua_pop(L, 1);
 #if LUA_VERSION_NUM >= 503
   if (lua_type(L, -1) == LUA_TTABLE)
     integerize(L, 1);
@@ -140,12 +137,10 @@ void cmp_encode(lua_State *L, int idx, const char *what) {
   check_numbers(L, idx, what, 0);
   cmp_pushmodstate(L, "encode");
   lua_pushvalue(L, idx);
-  lua_call(L, 1, 2);
-  if (lua_isnil(L, -2)) {
+  if (!cmp_guarded(L, 1, 1)) {
     const char *msg = lua_tostring(L, -1);
     luaL_error(L, "%s (%s)", what, msg ? msg : "cannot be sent as JSON");
   }
-  lua_pop(L, 1);
   lua_replace(L, idx);
 }
 

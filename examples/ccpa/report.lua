@@ -7,6 +7,7 @@
 local cjson = require("cjson").new()
 
 local csv = require "ccpa.csv"
+local protect = require "ccpa.protect"
 local requests = require "ccpa.requests"
 
 local M = {}
@@ -143,7 +144,7 @@ local function typed(col, v)
     return nil
   end
   if col == "input" and type(v) == "string" then
-    local ok, t = pcall(cjson.decode, v)
+    local ok, t = protect.call(cjson.decode, v)
     if ok and type(t) == "table" then return t end
   end
   return v
@@ -184,7 +185,7 @@ function M.rows(path)
       local line = fh:read("L")
       if not line then fh:close(); return nil end
       if line:byte(-1) == 10 then
-        local ok, obj = pcall(cjson.decode, line)
+        local ok, obj = protect.call(cjson.decode, line)
         if ok and type(obj) == "table" then
           local row = {}
           for k, v in pairs(obj) do row[k] = typed(k, v) end

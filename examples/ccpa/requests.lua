@@ -12,6 +12,7 @@
 local cjson = require("cjson").new()
 
 local csv = require "ccpa.csv"
+local protect = require "ccpa.protect"
 
 local M = {}
 
@@ -117,7 +118,7 @@ function M.open(fh, format)
         end
       until line:find("%S")
       src.rec = src.rec + 1
-      local ok, obj = pcall(cjson.decode, line)
+      local ok, obj = protect.call(cjson.decode, line)
       if not ok or type(obj) ~= "table" or obj[1] ~= nil then
         return request(src.rec, nil, nil, nil, {},
           "not a JSON object")
