@@ -245,22 +245,17 @@ void cmp_scrub_err(lua_State *L, const Client *c, int idx) {
   secrets[1] = c->api_key;
   secrets[2] = c->secret;
   for (i = 0; i < 3; i++) {
-    char *escaped;
-    int differs;
+    luaL_Buffer b;
     if (secrets[i] == NULL || strlen(secrets[i]) < 4)
       continue;
     scrub_field(L, idx, "message", secrets[i]);
     scrub_field(L, idx, "code", secrets[i]);
 
-    /* into a Lua string at once: nothing malloc'd across a raise */
-    escaped = curl_easy_escape(NULL, secrets[i], 0);
-    if (escaped == NULL)
-      continue;
-    differs = strcmp(escaped, secrets[i]) != 0;
-    lua_pushstring(L, differs ? escaped : "");
-    memset(escaped, 0, strlen(escaped));
-    curl_free(escaped);
-    if (differs) {
+    /* form-encoded in Lua's own memory: nothing to free if it raises */
+    luaL_buffinit(L, &b);
+    cmp_add_escaped(&b, secrets[i], strlen(secrets[i]));
+    luaL_pushresult(&b);
+    if (strcmp(lua_tostring(L, -1), secrets[i]) != 0) {
       scrub_field(L, idx, "message", lua_tostring(L, -1));
       scrub_field(L, idx, "code", lua_tostring(L, -1));
     }
