@@ -38,6 +38,7 @@ SRC = $(wildcard src/*.c)
 HDR = $(wildcard src/*.h)
 OBJ = $(patsubst src/%.c,$(OUT)/%.o,$(SRC))
 SO = $(OUT)/campaign.so
+SPEC_SO = build/spec/$(LUA)/interrupt.so
 
 BUSTED = $(LUA) /usr/bin/busted
 WITH_SANDBOX = sh spec/sandbox/with-sandbox.sh
@@ -72,8 +73,14 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory spec lint
 
-spec: $(SO)
+spec: $(SO) $(SPEC_SO)
 	$(WITH_SANDBOX) $(BUSTED) spec
+
+# A test-only module for the specs: lua.c's Ctrl-C, raised at a chosen
+# hook event (spec/support/interrupt.c).
+$(SPEC_SO): spec/support/interrupt.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
 
 lint:
 	luacheck -q .
@@ -94,7 +101,7 @@ demo:
 # invalid accesses fail it.  Programs the specs start are not followed.
 check-memory:
 	@sh tools/deps.sh memory
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(SPEC_SO)
 	$(WITH_SANDBOX) valgrind -q --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	  --error-exitcode=1 --suppressions=spec/valgrind.supp $(BUSTED) spec
@@ -151,6 +158,7 @@ check-asan:
 	@sh tools/deps.sh asan
 	@$(MAKE) --no-print-directory OUT=build/asan CC=$(SAN_CC) CFLAGS="$(ASAN_FLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined -shared-libasan" all
+	@$(MAKE) --no-print-directory $(SPEC_SO)
 	SAN_CC=$(SAN_CC) $(WITH_SANDBOX) sh spec/support/asan-run.sh $(BUSTED) spec
 
 check-threads: $(SO)

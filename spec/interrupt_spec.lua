@@ -1,9 +1,8 @@
 -- An interrupt must go up through everything the module and the opt-out
 -- job do.  lua5.4 turns Ctrl-C into an error ("interrupted!") raised from
--- a debug hook at the next call, wherever that call is: inside a
--- protected call of the module's own it would be caught, and taken for
--- a bad op, bad JSON or a failed request (a CI run once lost a Ctrl-C
--- that way, as one failed row of the job's report).
+-- a C hook at the next event, wherever that is: inside a protected call
+-- it would be caught, and taken for bad JSON, a bad op or a bad input
+-- line (CI runs lost a Ctrl-C of the job that way, as one failed row).
 --
 -- Each case is run once for every call and return it makes, the error
 -- raised there; every time, the case must raise that very error.
@@ -11,28 +10,27 @@
 --   sh spec/sandbox/with-sandbox.sh lua5.4 /usr/bin/busted spec/interrupt_spec.lua
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 package.path = "examples/?.lua;" .. package.path
+package.cpath = "build/spec/lua5.4/?.so;" .. package.cpath
+
+local interrupt = require "interrupt"
 
 local sandbox = require "spec.support.sandbox"
 
-local INTERRUPT = "interrupted!"
+-- lua.c's message, after the place luaL_error names (if any).
+local function is_interrupt(e)
+  return type(e) == "string" and e:sub(-12) == "interrupted!"
+end
 
--- Runs f with the interrupt raised at its n-th call or return event.  f
--- runs in a coroutine of its own, the only thread hooked.  Returns
+-- Runs f with the interrupt raised at its n-th call or return event, as
+-- lua.c raises it (see spec/support/interrupt.c).  f runs in a coroutine
+-- of its own, the thread hooked, as lua.c hooks the main one.  Returns
 -- whether the interrupt was raised, and what f did, as pcall's results
 -- in a table.
 local function interrupted_at(n, f)
-  local events, raised = 0, false
-  local function hook()
-    events = events + 1
-    if events == n then
-      raised = true
-      error(INTERRUPT, 0)
-    end
-  end
   local co = coroutine.create(function() return table.pack(true, f()) end)
-  debug.sethook(co, hook, "cr")
+  interrupt.arm(co, n, "cr")
   local ok, r = coroutine.resume(co)
-  return raised, ok and r or { n = 2, false, r }
+  return interrupt.fired(), ok and r or { n = 2, false, r }
 end
 
 -- assert, without luassert's own work after a failure.
@@ -61,7 +59,7 @@ local function sweep(f, after, step)
   while true do
     local raised, r = interrupted_at(n, f)
     if not raised then return n - 1 end
-    assert(r[1] == false and r[2] == INTERRUPT,
+    assert(r[1] == false and is_interrupt(r[2]),
       ("interrupted at event %d, the interrupt was lost: %s (%s)"):format(n,
         show(r), type(r[2])))
     if after then after() end
@@ -134,7 +132,7 @@ describe("an interrupt", function()
         on_result = function(_, _, _, err)
           if err then
             must(err.kind == "usage", err.message)
-            must(err.message ~= INTERRUPT)
+            must(not is_interrupt(err.message))
             usage = usage + 1
           end
         end,

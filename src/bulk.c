@@ -19,7 +19,6 @@ enum {
   B_CLIENT = 1, B_OPS, B_OPTS,
   B_ONRESULT,   /* the callback, or nil */
   B_CTX,        /* per slot: { op, index, acc } */
-  B_PREPARE,    /* prepare_op's guard */
   B_RUN         /* the Run, as a light userdata */
 };
 
@@ -35,7 +34,7 @@ typedef struct Run {
 } Run;
 
 /* ---------------------------------------------------------------- */
-/* preparing an op, under its guard */
+/* preparing an op, a quiet call */
 
 /* Arguments: the client, the op, the slot (light userdata). */
 static int prepare_op(lua_State *L) {
@@ -141,7 +140,7 @@ static void fill(lua_State *L, Run *r) {
   int k;
   for (k = r->first; k <= r->last && !r->exhausted && !r->starved; k++) {
     Slot *s = &r->c->slots[k];
-    int op;
+    int op, status;
     if (s->state != SLOT_FREE)
       continue;
     if (!next_op(L, r)) {
@@ -155,12 +154,15 @@ static void fill(lua_State *L, Run *r) {
     }
     op = lua_gettop(L);
 
-    /* a bad op is that op's err; an interrupt in it stops the run */
-    lua_pushvalue(L, B_PREPARE);
+    /* quiet: what it catches is about the op, never an interrupt */
+    lua_pushcfunction(L, prepare_op);
     lua_pushlightuserdata(L, r->c);
     lua_pushvalue(L, op);
     lua_pushlightuserdata(L, s);
-    if (!cmp_guarded(L, 3, 0)) {
+    status = cmp_quiet_call(L, 3, 0);
+    if (status != LUA_OK && status != LUA_ERRRUN)
+      lua_error(L);   /* no memory */
+    if (status != LUA_OK) {
       s->state = SLOT_FREE;
       push_usage_error(L);
       deliver(L, r, r->handed, op, 0);
@@ -286,8 +288,6 @@ static void read_bulk_options(lua_State *L, Run *r) {
     luaL_error(L, "bad option 'on_result' to 'bulk' (a function "
                "expected)");
   lua_newtable(L);   /* B_CTX */
-  lua_pushcfunction(L, prepare_op);
-  cmp_newguard(L);   /* B_PREPARE */
   r->first = 1;
   r->last = (int)n;
 }
@@ -297,7 +297,7 @@ static int run(lua_State *L) {
   Run *r = lua_touserdata(L, B_RUN);
   Client *c = r->c;
 
-  lua_settop(L, B_PREPARE);
+  lua_settop(L, B_CTX);
   for (;;) {
     int k;
     double wait;
@@ -342,7 +342,7 @@ int cmp_bulk(lua_State *L) {
 
   c->in_bulk = 1;
   lua_pushcfunction(L, run);
-  for (i = 1; i <= B_PREPARE; i++)
+  for (i = 1; i <= B_CTX; i++)
     lua_pushvalue(L, i);
   lua_pushlightuserdata(L, &r);
   status = lua_pcall(L, B_RUN, 0, 0);

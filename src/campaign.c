@@ -13,7 +13,6 @@
 
 /* Keys of the module's private values in the registry. */
 static const char STATE_KEY = 'S';
-static const char OWN_KEY = 'O';   /* the metatable of own complaints */
 
 #define DEFAULT_BASE "https://mc.adobe.io"
 #define DEFAULT_IMS "https://ims-na1.adobelogin.com"
@@ -29,66 +28,38 @@ void cmp_pushmodstate(lua_State *L, const char *name) {
 }
 
 /* ---------------------------------------------------------------- */
-/* protected calls that catch a function's own complaints only */
+/* the quiet thread */
 
 /*
-** The error handler of a guard (upvalue 1: the guarded function).  An
-** error raised by that function itself, with nothing called in
-** between, is its complaint about its input: it comes back wrapped in
-** a table whose metatable is the key's, upvalue 2.  Anything else comes
-** back as it was: an interrupt (lua5.4 raises Ctrl-C from a debug hook,
-** at whatever call comes next, the guarded one included), no memory,
-** or an error of something the function called.
+** Some protected calls catch an error that is an answer: cjson's
+** complaint about a body is BAD_JSON, a bad op of a bulk run is that
+** op's err.  They run on a thread of the module's own, which no hook
+** reaches.  lua5.4 raises Ctrl-C from a hook it sets on the main thread,
+** at whatever event comes next: in a protected call made there, the
+** interrupt would be caught and taken for the answer.  This way it
+** waits until the call is over, and rises on the caller's side.
+**
+** Calls the function below nargs arguments there, as lua_pcall would,
+** and moves back what it left: nres results, or the error (status
+** returned).
 */
-static int own_error(lua_State *L) {
-  lua_Debug ar;
-  int own = lua_getstack(L, 1, &ar) && lua_getinfo(L, "f", &ar) &&
-            lua_rawequal(L, -1, lua_upvalueindex(1));
-
-  lua_settop(L, 1);
-  if (own) {
-    lua_createtable(L, 1, 0);
-    lua_insert(L, 1);
-    lua_rawseti(L, 1, 1);
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_setmetatable(L, 1);
-  }
-  return 1;
-}
-
-/* Replaces the function at the top by its guard, for cmp_guarded. */
-void cmp_newguard(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &OWN_KEY);
-  lua_pushcclosure(L, own_error, 2);
-}
-
-/*
-** Calls a guarded function: its guard (made by cmp_newguard) is below
-** its nargs arguments, and is used up.  Returns 1 with the nres results
-** pushed, or 0 with the function's own complaint pushed; any other
-** error is raised again.
-*/
-int cmp_guarded(lua_State *L, int nargs, int nres) {
-  int guard = lua_gettop(L) - nargs;
+int cmp_quiet_call(lua_State *L, int nargs, int nres) {
+  lua_State *Q;
   int status;
 
-  lua_getupvalue(L, guard, 1);
-  lua_insert(L, guard + 1);
-  status = lua_pcall(L, nargs, nres, guard);
-  lua_remove(L, guard);
-  if (status == LUA_OK)
-    return 1;
-  if (status == LUA_ERRRUN && lua_getmetatable(L, -1)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &OWN_KEY);
-    if (lua_rawequal(L, -1, -2)) {
-      lua_pop(L, 2);
-      lua_rawgeti(L, -1, 1);
-      lua_remove(L, -2);
-      return 0;
-    }
-    lua_pop(L, 2);
-  }
-  return lua_error(L);
+  cmp_pushmodstate(L, "quiet");
+  Q = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  if (Q == L)   /* a quiet call nested in another */
+    return lua_pcall(L, nargs, nres, 0);
+
+  luaL_checkstack(L, nres > 1 ? nres : 1, "too many results");
+  if (!lua_checkstack(Q, nargs + 1))
+    luaL_error(L, "not enough memory");
+  lua_xmove(L, Q, nargs + 1);
+  status = lua_pcall(Q, nargs, nres, 0);
+  lua_xmove(Q, L, lua_gettop(Q));
+  return status;
 }
 
 Client *cmp_checkclient(lua_State *L, int idx) {
@@ -576,16 +547,19 @@ static void open_client(lua_State *L) {
 
 /*
 ** A private cjson instance, set up once for the module's needs.  Its
-** decode and encode raise on bad input; they are called under guards,
-** so that only cjson's own complaint is taken for bad JSON, and an
-** error that merely rises through the call (an interrupt) goes on up.
-** (cjson.safe would not do: it turns every error into nil, message.)
+** decode and encode raise on bad input; they run as quiet calls, so
+** that what is caught is cjson's complaint and never an interrupt.
+** (cjson.safe would not do: its own protected call, on the caller's
+** thread, would take an interrupt for bad JSON.)
 */
 static void open_json(lua_State *L) {
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &OWN_KEY);
+  lua_State *Q;
 
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
+  Q = lua_newthread(L);
+  lua_sethook(Q, NULL, 0, 0);   /* it took a copy of the caller's */
+  lua_setfield(L, -2, "quiet");
+
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cjson");
   lua_call(L, 1, 1);
@@ -604,10 +578,8 @@ static void open_json(lua_State *L) {
   lua_call(L, 1, 0);
 
   lua_getfield(L, -1, "decode");
-  cmp_newguard(L);
   lua_setfield(L, -3, "decode");
   lua_getfield(L, -1, "encode");
-  cmp_newguard(L);
   lua_setfield(L, -3, "encode");
   lua_getfield(L, -1, "null");
   lua_setfield(L, -3, "null");

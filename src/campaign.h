@@ -96,8 +96,7 @@ typedef struct Client {
 /* campaign.c */
 Client *cmp_checkclient(lua_State *L, int idx);
 void cmp_pushmodstate(lua_State *L, const char *name);
-void cmp_newguard(lua_State *L);
-int cmp_guarded(lua_State *L, int nargs, int nres);
+int cmp_quiet_call(lua_State *L, int nargs, int nres);
 
 /* http.c */
 double cmp_now(void);

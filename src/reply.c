@@ -104,16 +104,21 @@ static void check_numbers(lua_State *L, int idx, const char *what,
 
 /*
 ** Decodes s; pushes the value and returns 1, or returns 0 (nothing
-** pushed) when s is not JSON.  Only cjson's own complaint means that:
-** any other error (no memory, an interrupt) goes on up.
+** pushed) when s is not JSON.  A quiet call: the error it catches is
+** cjson's complaint, or no memory, which goes on up.
 */
 int cmp_decode(lua_State *L, const char *s, size_t len) {
+  int status;
+
   cmp_pushmodstate(L, "decode");
   lua_pushlstring(L, s, len);
-  if (!cmp_guarded(L, 1, 1)) {
+  status = cmp_quiet_call(L, 1, 1);
+  if (status == LUA_ERRRUN) {
     lua_pop(L, 1);
     return 0;
   }
+  if (status != LUA_OK)
+    lua_error(L);
 #if LUA_VERSION_NUM >= 503
   if (lua_type(L, -1) == LUA_TTABLE)
     integerize(L, 1);
@@ -133,14 +138,19 @@ int cmp_decode(lua_State *L, const char *s, size_t len) {
 ** cannot carry, with `what` ("bad argument #n to 'f'") first.
 */
 void cmp_encode(lua_State *L, int idx, const char *what) {
+  int status;
+
   idx = lua_absindex(L, idx);
   check_numbers(L, idx, what, 0);
   cmp_pushmodstate(L, "encode");
   lua_pushvalue(L, idx);
-  if (!cmp_guarded(L, 1, 1)) {
+  status = cmp_quiet_call(L, 1, 1);
+  if (status == LUA_ERRRUN) {
     const char *msg = lua_tostring(L, -1);
     luaL_error(L, "%s (%s)", what, msg ? msg : "cannot be sent as JSON");
   }
+  if (status != LUA_OK)
+    lua_error(L);
   lua_replace(L, idx);
 }
 

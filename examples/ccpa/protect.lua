@@ -1,33 +1,27 @@
--- Protected calls that catch one function's own complaints, and nothing
--- else.
+-- Protected calls that an interrupt cannot reach.
 --
--- lua5.4 turns Ctrl-C into an error raised from a debug hook at the next
--- call, whichever it is.  A plain pcall around cjson.decode would take
--- that error for bad JSON, and the job would go on with the interrupt
--- lost: here it goes on up, as does any error f did not raise itself.
+-- lua5.4 turns Ctrl-C into an error raised from a hook it sets on the
+-- main thread, at whatever event comes next.  A pcall around
+-- cjson.decode would catch it there and take it for bad JSON: the job
+-- would go on, the interrupt lost.  These calls run on a coroutine made
+-- when this module loads (a new coroutine takes a copy of the hooks of
+-- the moment), which lua5.4's hook never reaches: an error caught there
+-- is the function's own, and an interrupt waits for the call to end,
+-- then rises in the caller.
 local M = {}
 
-local Own = {}
-
--- A message handler: f's own error comes back marked.  Level 2 is the
--- function that raised: f itself when a C function complains of its
--- input, the hook (or `error`) when an interrupt is raised at a call.
-local function handler_for(f)
-  return function(e)
-    local raiser = debug.getinfo(2, "f")
-    if raiser and raiser.func == f then return setmetatable({ e }, Own) end
-    return e
+local quiet = coroutine.wrap(function(...)
+  local call = table.pack(...)
+  while true do
+    call = table.pack(coroutine.yield(pcall(table.unpack(call, 1, call.n))))
   end
-end
+end)
 
--- Calls f (a C function, such as cjson.decode or campaign.new) with the
--- arguments.  Returns true and f's results, or false and the message of
--- an error f raised itself; raises any other error again.
+-- Calls f (such as cjson.decode or campaign.new, which raise on bad
+-- input) with the arguments, as pcall would: true and f's results, or
+-- false and its error.  f must not call M.call itself.
 function M.call(f, ...)
-  local r = table.pack(xpcall(f, handler_for(f), ...))
-  if r[1] then return table.unpack(r, 1, r.n) end
-  if getmetatable(r[2]) == Own then return false, r[2][1] end
-  error(r[2], 0)
+  return quiet(f, ...)
 end
 
 return M
