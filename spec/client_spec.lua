@@ -483,6 +483,52 @@ describe("client", function()
       raises("closed", kept.get_profile, kept, all[1].PKey)
     end)
 
+    -- Closing from inside a call on the same client (its hook, on_result,
+    -- the op source; close() or a <close> variable) once freed what the
+    -- call went on to use: a crash.  It raises instead, and the call ends
+    -- as it would have.
+    it("raises when a call on the client is under way, by close or <close>", function()
+      local k = all[1].PKey
+      local function closers(c)
+        return {
+          function() c:close() end,
+          function() local _ <close> = c end,
+        }
+      end
+      for i = 1, 2 do
+        local c
+        c = sandbox.client { on_request = function() closers(c)[i]() end }
+        local ok, err = pcall(c.get_profile, c, k)
+        assert.is_false(ok)
+        assert.matches("cannot close a client while a call on it runs", err)
+        assert.is_table(sandbox.client():get_profile(k))
+        local n = 0
+        ok, err = pcall(function()
+          for _ in c:profiles { page_size = 2 } do n = n + 1 end
+        end)
+        assert.is_false(ok, n)
+        assert.matches("cannot close a client while a call on it runs", err)
+        c:close()
+
+        c = sandbox.client()
+        ok, err = pcall(c.bulk, c, { { "get_profile", k }, { "get_profile", k } },
+          { on_result = function() closers(c)[i]() end })
+        assert.is_false(ok)
+        assert.matches("cannot close a client while a call on it runs", err)
+        local given = 0
+        ok, err = pcall(c.bulk, c, function()
+          given = given + 1
+          if given == 2 then closers(c)[i]() end
+          if given <= 3 then return { "get_profile", k } end
+        end)
+        assert.is_false(ok)
+        assert.matches("cannot close a client while a call on it runs", err)
+        assert.is_table(c:get_profile(k))
+        c:close()
+        assert.matches("closed", tostring(c))
+      end
+    end)
+
     it("a second close does nothing", function()
       local c = sandbox.client()
       assert(c:get_profile(all[1].PKey))

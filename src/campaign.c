@@ -108,10 +108,19 @@ static void client_release(Client *c) {
   c->closed = 1;
 }
 
+/*
+** close, and __close of a <close> variable.  A call's hook, on_result or
+** op source may ask to close the client the call runs on: the call
+** still needs its handles, so that raises.  (__gc never meets a busy
+** client: the call holds it.)
+*/
 static int client_close(lua_State *L) {
   Client *c = luaL_checkudata(L, 1, CLIENT_MT);
-  if (c->in_bulk && !c->closed)
-    return luaL_error(L, "cannot close a client while its bulk runs");
+  int busy = c->in_bulk ||
+             (c->nslots > 0 && c->slots[0].state != SLOT_FREE);
+
+  if (busy && !c->closed)
+    return luaL_error(L, "cannot close a client while a call on it runs");
   client_release(c);
   return 0;
 }
@@ -522,7 +531,7 @@ static int campaign_new(lua_State *L) {
 
 static const luaL_Reg client_meta[] = {
   { "__gc", client_gc },
-  { "__close", client_gc },
+  { "__close", client_close },
   { "__tostring", client_tostring },
   { NULL, NULL }
 };
