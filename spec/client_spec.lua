@@ -529,6 +529,18 @@ describe("client", function()
       end
     end)
 
+    it("a bulk from the hook of a single call raises, and the call ends with it", function()
+      local k = all[1].PKey
+      local c
+      c = sandbox.client { on_request = function()
+        c:bulk({ { "get_profile", k } }, { concurrency = 16 })
+      end }
+      local ok, err = pcall(c.get_profile, c, k)
+      assert.is_false(ok)
+      assert.matches("a call on this client is already running", err)
+      c:close()
+    end)
+
     it("a second close does nothing", function()
       local c = sandbox.client()
       assert(c:get_profile(all[1].PKey))

@@ -337,6 +337,9 @@ int cmp_bulk(lua_State *L) {
   read_bulk_options(L, &r);
   if (c->in_bulk)
     return luaL_error(L, "a bulk run is already going on this client");
+  if (c->nslots > 0 && c->slots[0].state != SLOT_FREE)   /* slots move */
+    return luaL_error(L, "a call on this client is already running "
+                      "(from its own hook?)");
   if (!cmp_grow_slots(c, r.last + 1))
     return luaL_error(L, "not enough memory");
 
