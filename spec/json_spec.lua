@@ -115,6 +115,15 @@ describe("JSON", function()
       end)
     end
 
+    it("the error shows the refused number with all its digits", function()
+      for n, shown in pairs { [12345678901234.5] = "12345678901234.5",
+                              [2.0 ^ 53] = "9007199254740992",
+                              [123456789012345] = "123456789012345" } do
+        local err = raises("cusScore", ext.update_profile, ext, pkey, { cusScore = n })
+        assert.truthy(err:find("the number " .. shown .. " under", 1, true), err)
+      end
+    end)
+
     it("anywhere in a body: nested, in an array, in every method that sends one", function()
       local bad = 123456789012345
       raises("^bad argument #2 to 'update_profile'", client.update_profile, client, pkey,

@@ -74,6 +74,21 @@ static int exact_number(lua_State *L, int idx) {
 }
 
 /*
+** Pushes the number at idx as text, all its digits: Lua's own tostring
+** keeps 14, which can show the very number refused as one that fits.
+*/
+static const char *full_number(lua_State *L, int idx) {
+  char text[64];
+
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, idx))
+    return luaL_tolstring(L, idx, NULL);
+#endif
+  snprintf(text, sizeof text, "%.17g", (double)lua_tonumber(L, idx));
+  return lua_pushstring(L, text);
+}
+
+/*
 ** Checks every number in the value at idx; raises on the first that
 ** cannot be sent exactly, naming the key it is under.
 */
@@ -89,10 +104,9 @@ static void check_numbers(lua_State *L, int idx, const char *what,
   while (lua_next(L, idx) != 0) {
     if (lua_type(L, -1) == LUA_TNUMBER && !exact_number(L, -1)) {
       const char *key = luaL_tolstring(L, -2, NULL);
-      const char *num = luaL_tolstring(L, -2, NULL);
       luaL_error(L, "%s (the number %s under key '%s' cannot be sent "
                  "exactly as JSON: at most 14 significant digits, no NaN "
-                 "or infinity)", what, num, key);
+                 "or infinity)", what, full_number(L, -2), key);
     }
     check_numbers(L, -1, what, depth + 1);
     lua_pop(L, 1);
