@@ -495,7 +495,7 @@ int cmp_finish(lua_State *L, Client *c, Slot *s, int acc) {
 /* running a call */
 
 /* Full jitter over an exponential step: 0.25 s, 0.5 s, 1 s, ... */
-static double backoff(Client *c, int tries) {
+double cmp_backoff(Client *c, int tries) {
   double step = 0.25 * pow(2, tries - 1);
   c->rng = c->rng * 6364136223846793005UL + 1442695040888963407UL;
   step *= 0.5 + (double)(c->rng >> 11) / 9007199254740992.0 / 2;
@@ -519,7 +519,9 @@ int cmp_retry(lua_State *L, Client *c, Slot *s) {
     lua_pop(L, 1);
     if (retryable) {
       s->renewed = 1;
-      c->token_expires = 0;
+      /* calls in flight with the same token: one renewal for all */
+      if (s->token_gen == c->token_gen)
+        c->token_expires = 0;
       s->not_before = 0;
       s->state = SLOT_READY;
       lua_pop(L, 1);
@@ -544,7 +546,7 @@ int cmp_retry(lua_State *L, Client *c, Slot *s) {
   }
 
   now = cmp_now();
-  wait = backoff(c, s->tries);
+  wait = cmp_backoff(c, s->tries);
   if (s->reply.retry_after >= 0) {
     wait = s->reply.retry_after < c->max_wait ? s->reply.retry_after
                                               : c->max_wait;

@@ -93,7 +93,7 @@ static void client_release(Client *c) {
   if (c->multi)
     curl_multi_cleanup(c->multi);
   c->multi = NULL;
-  curl_slist_free_all(c->headers);
+  cmp_free_headers(c->headers);
   curl_slist_free_all(c->form_headers);
   c->headers = c->form_headers = NULL;
   free_secret(&c->token);

@@ -48,6 +48,7 @@ typedef struct Slot {
   const char *route;    /* a static name, for the hook */
   int tries;
   int renewed;          /* the token was renewed for this call */
+  unsigned token_gen;   /* the client's token when the try started */
   double not_before;    /* monotonic seconds: when to try again */
   double started;
   double stall;         /* seconds an answer may stand still */
@@ -79,6 +80,7 @@ typedef struct Client {
   char *ca_file, *proxy;
   int renewable;        /* the token comes from client credentials */
   double token_expires; /* monotonic seconds */
+  unsigned token_gen;   /* counts the tokens kept so far */
   long timeout_ms, connect_timeout_ms;
   double stall;
   size_t max_body;
@@ -111,6 +113,7 @@ int cmp_start(Client *c, Slot *s, double now);
 void cmp_step(Client *c, double max_wait);
 void cmp_abort(Client *c, Slot *s);
 int cmp_set_headers(Client *c);
+void cmp_free_headers(struct curl_slist *h);
 void cmp_add_query(luaL_Buffer *b, const char *key, const char *value,
                    size_t len);
 void cmp_add_escaped(luaL_Buffer *b, const char *s, size_t len);
@@ -130,6 +133,7 @@ void cmp_prepare(lua_State *L, Client *c, const char *name, int arg,
 int cmp_finish(lua_State *L, Client *c, Slot *s, int acc);
 int cmp_next_href(lua_State *L, Client *c, int page);
 int cmp_retry(lua_State *L, Client *c, Slot *s);
+double cmp_backoff(Client *c, int tries);
 int cmp_hook(lua_State *L, int client_idx, const Slot *s);
 void cmp_wait_slot(Client *c, Slot *s, int idx);
 void cmp_client_methods(lua_State *L);

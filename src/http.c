@@ -298,6 +298,7 @@ double cmp_start_ready(Client *c, int from, int to) {
 int cmp_start(Client *c, Slot *s, double now) {
   reply_reset(&s->reply);
   s->tries++;
+  s->token_gen = c->token_gen;
   s->started = now;
   s->last_byte = now;
   s->seen = 0;
@@ -401,14 +402,23 @@ int cmp_set_headers(Client *c) {
   for (i = 0; i < c->nslots; i++)
     if (c->slots[i].easy)
       curl_easy_setopt(c->slots[i].easy, CURLOPT_HTTPHEADER, h);
-  curl_slist_free_all(c->headers);
+  cmp_free_headers(c->headers);
   c->headers = h;
   return 1;
 
 fail:
   memset(line, 0, sizeof line);
-  curl_slist_free_all(h);
+  cmp_free_headers(h);
   return 0;
+}
+
+/* Frees a header list, its lines wiped first: they hold secrets. */
+void cmp_free_headers(struct curl_slist *h) {
+  struct curl_slist *p;
+
+  for (p = h; p != NULL; p = p->next)
+    memset(p->data, 0, strlen(p->data));
+  curl_slist_free_all(h);
 }
 
 /* Percent-encodes all but RFC 3986's unreserved characters. */

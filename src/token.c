@@ -32,25 +32,35 @@ static char *token_form(Client *c) {
   return form;
 }
 
-/* Sends the form and waits for the answer on the token slot. */
+/*
+** Sends the form and waits for the answer on the token slot.  libcurl
+** reads the form from our buffer rather than a copy of its own, which
+** it would free without wiping: the form holds the client secret.
+*/
 static int ask(Client *c) {
   Slot *s = &c->token_slot;
   char *form = token_form(c);
+  size_t len;
   int ok;
 
   if (form == NULL)
     return 0;
-  ok = cmp_slot_setup(c, s, M_POST, c->ims_url, form, strlen(form));
-  memset(form, 0, strlen(form));
+  len = strlen(form);
+  ok = cmp_slot_setup(c, s, M_POST, c->ims_url, "", 0) &&
+       curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                        (curl_off_t)len) == CURLE_OK &&
+       curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, form) == CURLE_OK;
+  if (ok) {
+    s->route = "ims/token";
+    cmp_start(c, s, cmp_now());
+    while (s->state != SLOT_DONE)
+      cmp_step(c, 1);
+    s->state = SLOT_FREE;
+  }
+  curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, "");
+  memset(form, 0, len);
   free(form);
-  if (!ok)
-    return 0;
-  s->route = "ims/token";
-  cmp_start(c, s, cmp_now());
-  while (s->state != SLOT_DONE)
-    cmp_step(c, 1);
-  s->state = SLOT_FREE;
-  return 1;
+  return ok;
 }
 
 /* Turns an error answer of the token endpoint into kind "auth". */
@@ -90,6 +100,7 @@ static int keep_token(Client *c, lua_State *L) {
     free(c->token);
   }
   c->token = copy;
+  c->token_gen++;
 
   /* renew a few minutes early; a fifth of the life for short ones */
   margin = ttl >= 1500 ? 300 : ttl / 5;
@@ -103,8 +114,9 @@ static int read_answer(lua_State *L, Client *c, int client_idx, int top) {
 
   if (r->rc != CURLE_OK || r->over)
     return cmp_reply(L, r, SHAPE_OBJECT);   /* the network's err */
-  if (r->status >= 400 && r->status < 500) {
-    /* a refused credential stays refused: no retry loop */
+  if (r->status == 400 || r->status == 401 || r->status == 403) {
+    /* a refused credential stays refused: no retry loop (a 429 or 408
+    ** is no refusal: it goes through cmp_reply, retryable or not) */
     push_refusal(L, r);
     cmp_scrub_err(L, c, -1);
     lua_getiuservalue(L, client_idx, 1);
@@ -129,13 +141,43 @@ static int read_answer(lua_State *L, Client *c, int client_idx, int top) {
   return 1;
 }
 
+/* Waits, moving the client's other transfers on meanwhile. */
+static void pause_for(Client *c, double seconds) {
+  double until = cmp_now() + seconds;
+  double now;
+  while ((now = cmp_now()) < until)
+    cmp_step(c, until - now);
+}
+
+/*
+** With the err of a failed try at the top: may the token request try
+** again?  If so, waits as a call would (Retry-After, else backoff) and
+** pops the err.
+*/
+static int retry_token(lua_State *L, Client *c, int tries) {
+  double wait;
+  int retryable;
+
+  lua_getfield(L, -1, "retryable");
+  retryable = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!retryable || tries > c->retries)
+    return 0;
+  wait = c->token_slot.reply.retry_after;
+  if (wait < 0)
+    wait = cmp_backoff(c, tries);
+  pause_for(c, wait < c->max_wait ? wait : c->max_wait);
+  lua_pop(L, 1);
+  return 1;
+}
+
 /*
 ** Makes sure the client holds a live token.  Returns 1, or pushes an
 ** err and returns 0.  client_idx: the client's stack index.
 */
 int cmp_token(lua_State *L, Client *c, int client_idx) {
   Reply *r = &c->token_slot.reply;
-  int top = lua_gettop(L), ok;
+  int top = lua_gettop(L), ok, tries = 0;
 
   if (!c->renewable || (c->token && cmp_now() < c->token_expires))
     return 1;
@@ -147,16 +189,19 @@ int cmp_token(lua_State *L, Client *c, int client_idx) {
   }
   lua_settop(L, top);
 
-  if (!ask(c)) {
-    cmp_pusherror(L, "network", 0, "OUT_OF_MEMORY", "not enough memory",
-                  0);
-    return 0;
-  }
-  ok = read_answer(L, c, client_idx, top);
+  do {
+    tries++;
+    if (!ask(c)) {
+      cmp_pusherror(L, "network", 0, "OUT_OF_MEMORY", "not enough memory",
+                    0);
+      return 0;
+    }
+    ok = read_answer(L, c, client_idx, top);
 
-  /* the answer held the token (or an echo of the form): wipe it */
-  if (r->body)
-    memset(r->body, 0, r->size);
-  r->len = 0;
+    /* the answer held the token (or an echo of the form): wipe it */
+    if (r->body)
+      memset(r->body, 0, r->size);
+    r->len = 0;
+  } while (!ok && retry_token(L, c, tries));
   return ok;
 }
