@@ -21,6 +21,7 @@ else
 endif
 OUT ?= build/$(LUA)
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_V)
+LUADIR ?= $(PREFIX)/share/lua/$(LUA_V)
 
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
@@ -61,8 +62,9 @@ deps:
 	@sh tools/deps.sh test
 
 install: $(SO)
-	install -d $(DESTDIR)$(LIBDIR)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LUADIR)/campaign
 	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/campaign.so
+	install -m 0644 lua/campaign/ngx.lua $(DESTDIR)$(LUADIR)/campaign/ngx.lua
 
 clean:
 	rm -rf build

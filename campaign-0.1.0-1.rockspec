@@ -31,5 +31,6 @@ build = {
   install_variables = {
     OUT = "build/luarocks$(LUA)",
     LIBDIR = "$(LIBDIR)",
+    LUADIR = "$(LUADIR)",
   },
 }
