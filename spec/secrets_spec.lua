@@ -310,7 +310,7 @@ describe("secrets", function()
       env.CAMPAIGN_CLIENT_SECRET = SECRET .. "-wrong"
       status, out = run({ "-v", "--no-progress", "--report", "r4.csv", "requests.csv" }, env)
       assert.equal(2, status, out)
-      assert_clean("the refused job's output", out:gsub(SECRET .. "%-wrong", "WRONG"))
+      assert_clean("the refused job's output", out)
       -- a token endpoint that echoes the form back
       L:token_mode("echo_refusal")
       env.CAMPAIGN_CLIENT_SECRET = SECRET
@@ -318,7 +318,7 @@ describe("secrets", function()
       status, out = run({ "-v", "--no-progress", "--report", "r5.csv", "requests.csv" }, env)
       assert.equal(2, status, out)
       assert_clean("the job's output, refused by an echoing endpoint", out)
-      assert_clean("the reports", all_files():gsub(SECRET .. "%-wrong", "WRONG"))
+      assert_clean("the reports", all_files())
     end)
 
     it("a secrets file's values stay secret, even when the file is odd", function()
