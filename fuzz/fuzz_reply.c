@@ -9,16 +9,21 @@
 **   [2]    Retry-After in quarter seconds, 0xff: none
 **   [3]    transport result: < 0x80 CURLE_OK, else one of `codes` below
 **   [4]    bit 0: the body passed the size cap
+**          bit 1: the body starts with header lines, up to an empty
+**                 line, fed to the header callback (Retry-After then
+**                 comes from them, not from [2])
 **
 ** Each input runs through every shape.  Besides the sanitizers, the
 ** harness aborts when an err breaks the README's contract: a kind that
 ** is not one of the documented ones, a message that is not a string of
 ** at most 400 bytes (plus "...") or that holds a control character or
 ** the client's token or API key, a code that holds either, a retryable
-** that is not a boolean.
+** that is not a boolean; and a Retry-After read from headers that is
+** neither absent (-1) nor a finite number of seconds from 0.
 **
 **   make fuzz [FUZZ_SECONDS=60]
 */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,9 +139,38 @@ static int run(lua_State *S) {
   return 0;
 }
 
+/*
+** Feeds the header lines at the start of the body to the header
+** callback, as libcurl would (one line at a time, CR LF kept); returns
+** how many bytes they took, the empty line that ends them included.
+*/
+static size_t feed_headers(Reply *r, const uint8_t *p, size_t n) {
+  size_t at = 0;
+
+  while (at < n) {
+    const uint8_t *nl = memchr(p + at, '\n', n - at);
+    size_t len = nl ? (size_t)(nl - (p + at)) + 1 : n - at;
+    char line[1024];
+    int blank = len <= 2 && (p[at] == '\n' || p[at] == '\r');
+    if (len < sizeof line) {
+      memcpy(line, p + at, len);
+      if (cmp_on_header(line, 1, len, r) != len)
+        abort();
+    }
+    at += len;
+    if (blank)
+      break;
+  }
+  if (!(r->retry_after == -1 ||
+        (r->retry_after >= 0 && isfinite(r->retry_after))))
+    abort();
+  return at;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Reply r;
   unsigned st;
+  size_t skip = 0;
 
   if (L == NULL)
     setup();
@@ -149,14 +183,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   r.rc = data[3] < 0x80 ? CURLE_OK
          : codes[(data[3] - 0x80) % (sizeof codes / sizeof codes[0])];
   r.over = data[4] & 1;
-  r.len = size - 5;
+  if (data[4] & 2) {
+    r.retry_after = -1;
+    skip = feed_headers(&r, data + 5, size - 5);
+  }
+  r.len = size - 5 - skip;
   r.size = r.len + 1;
   r.max = 8 * 1024 * 1024;
   /* as the write callback leaves it: the bytes, then a NUL */
   r.body = malloc(r.size);
   if (r.body == NULL)
     return 0;
-  memcpy(r.body, data + 5, r.len);
+  memcpy(r.body, data + 5 + skip, r.len);
   r.body[r.len] = '\0';
 
   lua_pushcfunction(L, run);

@@ -114,6 +114,7 @@ void cmp_step(Client *c, double max_wait);
 void cmp_abort(Client *c, Slot *s);
 int cmp_set_headers(Client *c);
 void cmp_free_headers(struct curl_slist *h);
+size_t cmp_on_header(char *line, size_t size, size_t n, void *ud);
 void cmp_add_query(luaL_Buffer *b, const char *key, const char *value,
                    size_t len);
 void cmp_add_escaped(luaL_Buffer *b, const char *s, size_t len);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <math.h>
 #include <time.h>
 #include <errno.h>
 
@@ -73,9 +74,12 @@ static double parse_retry_after(const char *v, size_t len) {
   memcpy(text, v, len);
   text[len] = '\0';
 
-  secs = strtod(text, &end);
-  if (end != text && *end == '\0')
-    return secs < 0 ? 0 : secs;
+  /* delay-seconds: digits (a fraction tolerated); no sign, exponent,
+  ** hex, "inf" or "nan", which strtod alone would take */
+  if (strspn(text, "0123456789.") == len) {
+    secs = strtod(text, &end);
+    return end != text && *end == '\0' && isfinite(secs) ? secs : -1;
+  }
   else {
     time_t when = curl_getdate(text, NULL);
     if (when == -1)
@@ -85,7 +89,8 @@ static double parse_retry_after(const char *v, size_t len) {
   }
 }
 
-static size_t on_header(char *line, size_t size, size_t n, void *ud) {
+/* libcurl's header callback; ud is the slot's Reply (also fuzzed) */
+size_t cmp_on_header(char *line, size_t size, size_t n, void *ud) {
   Reply *r = ud;
   size_t len = size * n;
   static const char name[] = "retry-after:";
@@ -145,7 +150,7 @@ static int set_constant_options(Client *c, Slot *s) {
   SET(CURLOPT_HTTPHEADER, c->headers);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, &s->reply);
-  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERFUNCTION, cmp_on_header);
   SET(CURLOPT_HEADERDATA, &s->reply);
   SET(CURLOPT_PRIVATE, s);
   if (c->ca_file)
