@@ -40,6 +40,7 @@ HDR = $(wildcard src/*.h)
 OBJ = $(patsubst src/%.c,$(OUT)/%.o,$(SRC))
 SO = $(OUT)/campaign.so
 SPEC_SO = build/spec/$(LUA)/interrupt.so
+SPEC_THREADS = build/spec/$(LUA)/threads
 
 BUSTED = $(LUA) /usr/bin/busted
 WITH_SANDBOX = sh spec/sandbox/with-sandbox.sh
@@ -75,14 +76,20 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory spec lint
 
-spec: $(SO) $(SPEC_SO)
+spec: $(SO) $(SPEC_SO) $(SPEC_THREADS)
 	$(WITH_SANDBOX) $(BUSTED) spec
 
-# A test-only module for the specs: lua.c's Ctrl-C, raised at a chosen
-# hook event (spec/support/interrupt.c).
+# Test-only programs for the specs: lua.c's Ctrl-C raised at a chosen
+# hook event (spec/support/interrupt.c), and Lua states in threads
+# (spec/threads/threads.c; also run under helgrind and TSan by
+# check-threads).
 $(SPEC_SO): spec/support/interrupt.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
+
+$(SPEC_THREADS): spec/threads/threads.c
+	@mkdir -p $(@D)
+	$(CC) -O1 -g $(SAN_DEFS) -o $@ $< $(LUA_LIBS) -lpthread
 
 lint:
 	luacheck -q .
@@ -103,7 +110,7 @@ demo:
 # invalid accesses fail it.  Programs the specs start are not followed.
 check-memory:
 	@sh tools/deps.sh memory
-	@$(MAKE) --no-print-directory all $(SPEC_SO)
+	@$(MAKE) --no-print-directory all $(SPEC_SO) $(SPEC_THREADS)
 	$(WITH_SANDBOX) valgrind -q --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	  --error-exitcode=1 --suppressions=spec/valgrind.supp $(BUSTED) spec
@@ -160,7 +167,7 @@ check-asan:
 	@sh tools/deps.sh asan
 	@$(MAKE) --no-print-directory OUT=build/asan CC=$(SAN_CC) CFLAGS="$(ASAN_FLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined -shared-libasan" all
-	@$(MAKE) --no-print-directory $(SPEC_SO)
+	@$(MAKE) --no-print-directory $(SPEC_SO) $(SPEC_THREADS)
 	SAN_CC=$(SAN_CC) $(WITH_SANDBOX) sh spec/support/asan-run.sh $(BUSTED) spec
 
 check-threads: $(SO)
