@@ -85,7 +85,8 @@ static const char *full_number(lua_State *L, int idx) {
     return luaL_tolstring(L, idx, NULL);
 #endif
   snprintf(text, sizeof text, "%.17g", (double)lua_tonumber(L, idx));
-  return lua_pushstring(L, text);
+  lua_pushstring(L, text);
+  return lua_tostring(L, -1);
 }
 
 /*
