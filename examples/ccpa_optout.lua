@@ -14,6 +14,10 @@ package.path = here .. "/?.lua;" .. package.path
 
 local EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+-- The most calls client:bulk keeps in flight; the job checks --concurrency
+-- itself, so that a bad value stops it before any work, naming the flag.
+local MAX_CONCURRENCY = 256
+
 local current_report -- the report being written, for the interrupt message
 local clear_line = function() end -- wipes the progress bar, once drawn
 
@@ -46,8 +50,9 @@ local function options(argparse)
   parser:flag("--dry-run",
     "Read only: report what would change (outcomes would_opt_out and "
     .. "would_opt_in) without writing to Campaign.")
-  parser:option("--concurrency", "Calls in flight at once.", "16")
-    :argname("N"):convert(math.tointeger)
+  parser:option("--concurrency", "Calls in flight at once, 1 to "
+    .. MAX_CONCURRENCY .. ".", "16")
+    :argname("N")
   parser:option("--org", "The Campaign organization (tenant) id "
     .. "(default: $CAMPAIGN_ORG).")
   parser:option("--base-url", "The API's base URL "
@@ -209,9 +214,12 @@ local function main()
     io.stderr:write(parser:get_usage(), "\n\nError: ", args, "\n")
     return EXIT_CANNOT_START
   end
-  if args.concurrency == nil or args.concurrency < 1 then
-    cannot("--concurrency must be a whole number, 1 or more")
+  local concurrency = math.tointeger(args.concurrency)
+  if not concurrency or concurrency < 1 or concurrency > MAX_CONCURRENCY then
+    cannot("--concurrency must be a whole number from 1 to %d",
+      MAX_CONCURRENCY)
   end
+  args.concurrency = concurrency
   if args.retries ~= nil and args.retries < 0 then
     cannot("--retries must be a whole number, 0 or more")
   end

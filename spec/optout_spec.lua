@@ -489,6 +489,25 @@ describe_sandbox("ccpa_optout.lua against the sandbox", function()
       end
     end)
 
+    it("checks --concurrency itself: one line, before any work", function()
+      for _, n in ipairs { "0", "257", "300", "2.5", "many" } do
+        local out = report_file()
+        local calls = counters().total
+        local status, text = job { "--concurrency", n, "--report", out, DEMO }
+        assert.equal(2, status, text)
+        assert.equal("ccpa_optout: --concurrency must be a whole number "
+          .. "from 1 to 256\n", text)
+        assert.equal(calls, counters().total)
+        assert.is_nil(io.open(out), "a report was written")
+      end
+      -- the bounds themselves are taken
+      for _, n in ipairs { "1", "256" } do
+        local status, text = job { "--concurrency", n, "--dry-run",
+          "--report", report_file(), DEMO }
+        assert.equal(0, status, text)
+      end
+    end)
+
     it("says every option in --help, and how secrets are given", function()
       local status, out = job { "--help" }
       assert.equal(0, status)
