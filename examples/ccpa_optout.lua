@@ -206,6 +206,22 @@ local function summary(counts, changed, dry_run, carried, redone,
   io.stdout:flush()
 end
 
+-- The C module.  When it is not found, Lua's message lists every path it
+-- tried, fifteen lines that hide what to do: one line says it instead.
+-- Any other load error is kept, on one line.  The require runs as a
+-- protected call that a Ctrl-C cannot reach (see ccpa.protect).
+local function load_campaign()
+  local protect = require "ccpa.protect"
+  local ok, campaign = protect.call(require, "campaign")
+  if ok then return campaign end
+  local msg = tostring(campaign)
+  if msg:find("^module 'campaign' not found") then
+    cannot("the campaign module was not found: build it with make and set "
+      .. "LUA_CPATH=\"$PWD/build/lua5.4/?.so;;\", or run make install")
+  end
+  cannot("cannot load the campaign module: %s", (msg:gsub("%s*\n%s*", " ")))
+end
+
 local function main()
   local argparse = require "argparse"
   local parser = options(argparse)
@@ -223,6 +239,7 @@ local function main()
   if args.retries ~= nil and args.retries < 0 then
     cannot("--retries must be a whole number, 0 or more")
   end
+  local campaign = load_campaign()
 
   local env = {}
   for _, k in ipairs { "CAMPAIGN_ORG", "CAMPAIGN_BASE_URL", "CAMPAIGN_API_KEY",
@@ -296,7 +313,6 @@ local function main()
     if not settled then cannot("--resume: %s", redone) end
   end
 
-  local campaign = require "campaign"
   local protect = require "ccpa.protect"
   local made, client = protect.call(campaign.new, settings)
   if not made then

@@ -80,13 +80,16 @@ local function tmp(ext)
 end
 
 -- Runs the job; returns its exit status and everything it printed.
--- env: extra NAME=value settings, or false to leave a variable out.
+-- env: extra NAME=value settings, or false to leave a variable out; the
+-- module is found in build/ unless env sets LUA_CPATH.
 local function job(args, env)
   local parts = { "env" }
   for k, v in pairs(env or {}) do
     parts[#parts + 1] = v == false and ("-u " .. k) or (k .. "=" .. quote(v))
   end
-  parts[#parts + 1] = "LUA_CPATH=" .. quote(ROOT .. "/build/lua5.4/?.so;;")
+  if not (env and env.LUA_CPATH) then
+    parts[#parts + 1] = "LUA_CPATH=" .. quote(ROOT .. "/build/lua5.4/?.so;;")
+  end
   parts[#parts + 1] = LUA .. " examples/ccpa_optout.lua"
   for _, a in ipairs(args) do parts[#parts + 1] = quote(a) end
   local p = io.popen(table.concat(parts, " ") .. " 2>&1; echo \"exit=$?\"")
@@ -506,6 +509,44 @@ describe_sandbox("ccpa_optout.lua against the sandbox", function()
           "--report", report_file(), DEMO }
         assert.equal(0, status, text)
       end
+    end)
+
+    -- A directory for LUA_CPATH that has cjson, which the job needs, and
+    -- no campaign module (not even an installed one) unless one is put in.
+    local function cpath_dir()
+      local dir = tmp("")
+      os.execute("mkdir " .. quote(dir))
+      local so = assert(package.searchpath("cjson", package.cpath))
+      os.execute(("ln -s %s %s"):format(quote(so), quote(dir .. "/cjson.so")))
+      files[#files + 1] = dir .. "/cjson.so"
+      files[#files + 1] = dir .. "/campaign.so"
+      files[#files + 1] = dir -- removed once empty
+      return dir
+    end
+
+    it("says in one line how to get the module when it is not found",
+      function()
+        local status, text = job({ "--report", report_file(), DEMO },
+          { LUA_CPATH = cpath_dir() .. "/?.so" })
+        assert.equal(2, status, text)
+        assert.equal(1, select(2, text:gsub("\n", "")), text)
+        assert.matches("^ccpa_optout: the campaign module was not found", text)
+        assert.matches("make", text, 1, true)
+        assert.matches("LUA_CPATH=", text, 1, true)
+        assert.matches("make install", text, 1, true)
+      end)
+
+    it("keeps another error loading the module, on one line", function()
+      local dir = cpath_dir()
+      local fh = io.open(dir .. "/campaign.so", "w")
+      fh:write("not a shared object\n")
+      fh:close()
+      local status, text = job({ "--report", report_file(), DEMO },
+        { LUA_CPATH = dir .. "/?.so" })
+      assert.equal(2, status, text)
+      assert.equal(1, select(2, text:gsub("\n", "")), text)
+      assert.matches("^ccpa_optout: cannot load the campaign module: error "
+        .. "loading module 'campaign' from file", text)
     end)
 
     it("says every option in --help, and how secrets are given", function()
