@@ -9,17 +9,18 @@
 -- CRLF, quoted notes) and every case the job handles: requests by email and
 -- by PKey, mixed case and stray spaces, people unknown to Campaign,
 -- duplicates, an email shared by several profiles, requests to opt back in
--- (one of them after an opt-out of the same person, so the later row wins),
--- and malformed rows.
+-- (one of them after an opt-out of the same person, so the later row wins,
+-- and dated after it), and malformed rows.
 local cjson = require("cjson").new()
 
 local seed_path = arg[1] or "spec/sandbox/seed.jsonl"
-local profiles = {}
+local profiles, email_of = {}, {}
 for line in assert(io.open(seed_path)):lines() do
   if line:find("%S") then
     local p = cjson.decode(line)
     profiles[#profiles + 1] = { pkey = p.PKey, email = p.email,
       out = p.ccpaOptOut == true }
+    email_of[p.PKey] = p.email
   end
 end
 assert(#profiles >= 500, "the seed is smaller than expected")
@@ -45,10 +46,19 @@ for _, p in ipairs(profiles) do
 end
 assert(shared, "the seed has no email shared by two profiles")
 
+-- Who a row is about, so that a change of mind can be dated after the
+-- request it reverses: the email as the job looks it up (trimmed, in lower
+-- case), also for a row by the PKey of a known profile.
+local function person(email, pkey)
+  if email and email ~= "" then return email:match("^%s*(.-)%s*$"):lower() end
+  if pkey and pkey ~= "" then return (email_of[pkey] or pkey):lower() end
+  return nil
+end
+
 local rows = {}
 local function add(email, pkey, optout, note)
   rows[#rows + 1] = { email = email or "", pkey = pkey or "",
-    optout = optout or "", note = note or "" }
+    optout = optout or "", note = note or "", who = person(email, pkey) }
 end
 
 local NOTES = { "via web form", "phone, then email", 'said "stop selling"',
@@ -130,6 +140,25 @@ if first_pair > second_pair then
     rows[second_pair].note, rows[first_pair].note
 end
 
+-- Rows are dated by their place, a day of November that cycles, so dates
+-- do not follow the order.  A row that reverses an earlier request of the
+-- same person is dated the day after that request when its place would
+-- date it earlier: the job applies rows in input order, and a file where
+-- someone opts back in before opting out reads wrong.
+local WANTS = { [""] = "out", ["true"] = "out", ["false"] = "in", no = "in" }
+local latest = {} -- person -> their latest row so far
+for i, r in ipairs(rows) do
+  r.day, r.minute = (i - 1) % 28 + 1, i % 60
+  r.wants = WANTS[r.optout]
+  local before = r.who and r.wants and latest[r.who]
+  if before and before.wants ~= r.wants and (r.day < before.day
+      or r.day == before.day and r.minute <= before.minute) then
+    r.day = before.day + 1
+    assert(r.day <= 30, "a change of mind would leave November")
+  end
+  if r.who and r.wants then latest[r.who] = r end
+end
+
 local function field(v)
   if v:find('[,"\r\n]') or v:find("^%s") or v:find("%s$") then
     return '"' .. v:gsub('"', '""') .. '"'
@@ -139,9 +168,8 @@ end
 
 local out = { "\239\187\191Request ID,Email,PKey,OptOut,Received,Note\r\n" }
 for i, r in ipairs(rows) do
-  local day = (i - 1) % 28 + 1
   out[#out + 1] = table.concat({ ("D%04d"):format(i), field(r.email),
-    field(r.pkey), r.optout, ("2026-11-%02d 09:%02d"):format(day, i % 60),
+    field(r.pkey), r.optout, ("2026-11-%02d 09:%02d"):format(r.day, r.minute),
     field(r.note) }, ",") .. "\r\n"
 end
 -- a row with one field too many, and a last one whose quote never closes

@@ -604,4 +604,37 @@ describe("the demo's request file", function()
       .. "examples/gen-demo-requests.lua spec/sandbox/seed.jsonl "
       .. "> examples/demo-requests.csv")
   end)
+
+  -- The job applies requests in input order; a request to opt back in
+  -- that reverses an earlier request of the same person must also have
+  -- been received after it, or the file reads wrong.
+  it("dates each change of mind after the request it reverses", function()
+    local cjson = require("cjson").new()
+    local email_of = {}
+    for line in io.lines("spec/sandbox/seed.jsonl") do
+      if line:find("%S") then
+        local p = cjson.decode(line)
+        email_of[p.PKey] = p.email:lower()
+      end
+    end
+    local fh = assert(io.open("examples/demo-requests.csv", "rb"))
+    local src = assert(requests.open(fh, "csv"))
+    assert.same({ "Request ID", "Received", "Note" }, src.extra_names)
+    local last, pairs_seen = {}, 0
+    for r in src.next do
+      if r.kind then
+        local who = r.kind == "pkey" and email_of[r.id] or r.id:lower()
+        local before = last[who]
+        if before and before.optout ~= r.optout then
+          pairs_seen = pairs_seen + 1
+          assert.is_true(r.extras[2] > before.extras[2], ("%s (%s) reverses "
+            .. "%s (%s)"):format(r.extras[1], r.extras[2], before.extras[1],
+            before.extras[2]))
+        end
+        last[who] = r
+      end
+    end
+    fh:close()
+    assert.is_true(pairs_seen >= 1)
+  end)
 end)
