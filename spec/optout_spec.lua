@@ -578,6 +578,25 @@ describe_sandbox("ccpa_optout.lua against the sandbox", function()
       assert.not_matches(os.getenv("CAMPAIGN_API_KEY"), out, 1, true)
     end)
 
+    it("stops with exit 2 when Campaign cannot be reached", function()
+      -- a port nothing listens on, and a name that never resolves
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      server:close()
+      for _, url in ipairs { "http://127.0.0.1:" .. port,
+          "https://campaign.invalid" } do
+        local out = report_file()
+        local status, text = job { "--base-url", url, "--retries", "0",
+          "--timeout", "10", "--report", out, DEMO }
+        assert.equal(2, status, text)
+        assert.matches("^ccpa_optout: the run stopped: .*network COULDNT_", text)
+        assert.matches("\nccpa_optout: the report .* holds every request "
+          .. "finished before; run again with %-%-resume ", text)
+        assert.equal(2, select(2, text:gsub("\n", "")), text)
+        assert.equal(0, #rows_of(out))
+      end
+    end)
+
     it("stops with exit 2 when authentication is refused", function()
       reset()
       local out = report_file()

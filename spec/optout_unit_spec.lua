@@ -543,6 +543,35 @@ describe("engine", function()
     assert.equal(401, e.fatal.status)
   end)
 
+  -- Campaign down from the start ends the run; once a call has worked,
+  -- a connection that fails is one request's failure.
+  for _, code in ipairs { "COULDNT_CONNECT", "COULDNT_RESOLVE_HOST" } do
+    it("stops the run when Campaign cannot be reached at first (" .. code
+        .. ")", function()
+      local down = { kind = "network", code = code, message = "down" }
+      local function cut(c, works)
+        for _, name in ipairs { "find_profiles", "get_ccpa_optout",
+            "set_ccpa_optout" } do
+          local f = c[name]
+          c[name] = function(...)
+            if works == 0 then return nil, down end
+            works = works - 1
+            return f(...)
+          end
+        end
+        return c
+      end
+      local ok, e = pcall(run, cut(fake_client(PEOPLE), 0), REQUESTS)
+      assert.is_false(ok)
+      assert.equal(down, e.fatal)
+      -- the first request's lookup and write work, then every call fails
+      local counts, rows = run(cut(fake_client(PEOPLE), 2), REQUESTS)
+      assert.same({ 1, 7, 1 }, { counts.opted_out, counts.failed,
+        counts.invalid_request })
+      assert.equal(9, #rows)
+    end)
+  end
+
   it("resumes so that the later request for a profile still wins",
     function()
       local c = fake_client({ { PKey = "@a", email = "ann@x.org" } })
