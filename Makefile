@@ -74,7 +74,7 @@ clean:
 test:
 	@sh tools/deps.sh test
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory spec lint
+	@$(MAKE) --no-print-directory spec lint sdk-check
 
 spec: $(SO) $(SPEC_SO) $(SPEC_THREADS)
 	$(WITH_SANDBOX) $(BUSTED) spec
