@@ -10,6 +10,7 @@ local ROOT = io.popen("pwd"):read("l")
 local PREFIX = os.tmpname()  -- a file: replaced by a directory below
 local RUN = "sh examples/openresty/run.sh"
 local BASE
+local CAMPAIGN = SANDBOX   -- where the example sends its calls
 
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -26,7 +27,7 @@ local function env()
   return ("PREFIX=%s RATE=50r/s BURST=60 PRIVACY_RETRY_MIN=0.3 PRIVACY_RETRY_MAX=1 " ..
     "PRIVACY_SESSION_SECRET=%s CAMPAIGN_BASE_URL=%s CAMPAIGN_ORG=acme " ..
     "CAMPAIGN_API_KEY=sandbox-client CAMPAIGN_ACCESS_TOKEN=sandbox-token ")
-    :format(q(PREFIX), string.rep("s3cr3t-", 6), q(SANDBOX))
+    :format(q(PREFIX), string.rep("s3cr3t-", 6), q(CAMPAIGN))
 end
 
 local function start()
@@ -344,13 +345,31 @@ describe("the OpenResty example", function()
     sh("sleep 0.5")
     assert.equal(4, queue().pending)
 
+    -- Restarted with nothing listening where Campaign was: refused
+    -- connections, not dropped ones; the jobs wait and keep trying.
+    local tried = {}
+    for _, j in ipairs(queue().jobs) do tried[#tried + 1] = j.tries end
+    local socket = require "socket"
+    local s = assert(socket.bind("127.0.0.1", 0))
+    CAMPAIGN = ("http://127.0.0.1:%d"):format(select(2, s:getsockname()))
+    s:close()
     stop()
     start()
     assert.equal(4, queue().pending)
     -- The GPC visitor was recorded before the restart: not queued again.
     http { path = "/", jar = g.jar, headers = { ["Sec-GPC"] = "1" } }
     assert.equal(4, queue().pending)
+    wait_for("tries on refused connections", function()
+      for i, j in ipairs(queue().jobs) do
+        if j.tries <= (tried[i] or 0) then return false end
+      end
+      return true
+    end)
+    assert.equal(4, queue().pending)
 
+    CAMPAIGN = SANDBOX
+    stop()
+    start()
     control("DELETE", "faults")
     wait_for("delivery", function() return queue().pending == 0 end)
     local now = {}
