@@ -15,7 +15,9 @@
 # kept in PREFIX/session.secret), PRIVACY_ORIGIN (the site's origin as
 # browsers see it, behind a proxy; default: each request's scheme and
 # Host), PRIVACY_RETRY_MIN (5) and
-# PRIVACY_RETRY_MAX (300) seconds between retries of undelivered opt-outs.
+# PRIVACY_RETRY_MAX (300) seconds between retries of undelivered opt-outs,
+# PRIVACY_FORM_BUDGET (3) seconds after which the form's own try starts
+# no more calls (the rest is left to the retries).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -27,6 +27,7 @@ local conf = {
   journal = nil,        -- path of the journal file
   settings = nil,       -- campaign.new options for background deliveries
   inline_settings = nil,-- the same, with a short timeout, for the form's try
+  inline_budget = 3,    -- seconds the form's try may start calls for
   retry_min = 5,        -- seconds before the first retry
   retry_max = 300,      -- seconds between retries, at most
   tick = 1,             -- seconds between scans of the queue
@@ -132,8 +133,15 @@ local function permanent(err)
   return s and s >= 400 and s < 500 and s ~= 401 and s ~= 403 and s ~= 408 and s ~= 429
 end
 
--- One try of a job; true, outcome on success, or nil, err.
-local function attempt(job, settings)
+-- The err of a try that ran out of its time budget: kept for a retry.
+local OVER_BUDGET = { kind = "network", code = "BUDGET",
+  message = "the form's own try ran out of time", retryable = true }
+
+-- One try of a job; true, outcome on success, or nil, err.  With a
+-- deadline (the form's try, which a visitor waits for), no call starts
+-- after it: the rest is left to a background retry.
+local function attempt(job, settings, deadline)
+  local function late() return deadline and ngx.now() > deadline end
   local client = cngx.client(settings)
   if job.pkey then
     local ok, err = client:set_ccpa_optout(job.pkey, true)
@@ -143,6 +151,7 @@ local function attempt(job, settings)
   local email = job.email
   local people, err = client:find_profiles { email = email }
   if people and #people == 0 and email:lower() ~= email then
+    if late() then return nil, OVER_BUDGET end
     people, err = client:find_profiles { email = email:lower() }
   end
   if not people then return nil, err end
@@ -150,6 +159,7 @@ local function attempt(job, settings)
   local outcome = "already_set"
   for _, p in ipairs(people) do
     if p.ccpaOptOut ~= true then
+      if late() then return nil, OVER_BUDGET end
       local ok, e = client:set_ccpa_optout(p.PKey, true)
       if not ok then return nil, e end
       outcome = "opted_out"
@@ -161,8 +171,8 @@ end
 -- Tries a job whose lease this worker holds, and settles it: done (journal,
 -- dict), dropped for good, or kept with its next try's time. Returns true,
 -- outcome when settled, or nil, err when kept.
-local function try(id, job, settings)
-  local ok, done, outcome = pcall(attempt, job, settings)
+local function try(id, job, settings, deadline)
+  local ok, done, outcome = pcall(attempt, job, settings, deadline)
   if ok and done then
     finish(id, outcome)
     return true, outcome
@@ -256,7 +266,8 @@ function Q.add(job, wait)
   if wait then
     take_lease(id)  -- before the job is visible to the other workers' scans
     if not store(id, job) then release(id) return "queued" end
-    if try(id, job, conf.inline_settings or conf.settings) then return "done" end
+    local deadline = ngx.now() + conf.inline_budget
+    if try(id, job, conf.inline_settings or conf.settings, deadline) then return "done" end
     return "queued"
   end
   if not store(id, job) then return "queued" end

@@ -47,6 +47,7 @@ function M.init(opts)
     journal = opts.journal,
     settings = settings(10),
     inline_settings = settings(3),
+    inline_budget = tonumber(env("PRIVACY_FORM_BUDGET", "3")),
     retry_min = tonumber(env("PRIVACY_RETRY_MIN", "5")),
     retry_max = tonumber(env("PRIVACY_RETRY_MAX", "300")),
   }
