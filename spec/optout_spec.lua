@@ -83,10 +83,16 @@ end
 -- env: extra NAME=value settings, or false to leave a variable out; the
 -- module is found in build/ unless env sets LUA_CPATH.
 local function job(args, env)
-  local parts = { "env" }
+  local parts, sets = { "env" }, {}
   for k, v in pairs(env or {}) do
-    parts[#parts + 1] = v == false and ("-u " .. k) or (k .. "=" .. quote(v))
+    -- env takes its -u options before any assignment
+    if v == false then
+      parts[#parts + 1] = "-u " .. k
+    else
+      sets[#sets + 1] = k .. "=" .. quote(v)
+    end
   end
+  table.move(sets, 1, #sets, #parts + 1, parts)
   if not (env and env.LUA_CPATH) then
     parts[#parts + 1] = "LUA_CPATH=" .. quote(ROOT .. "/build/lua5.4/?.so;;")
   end
