@@ -650,6 +650,11 @@ describe("client", function()
       raises("'org'", new, { org = 42 })
       raises("'timeout'", new, { timeout = "5" })
       raises("'timeout'", new, { timeout = -1 })
+      -- a time limit under a millisecond: every call would end at once,
+      -- or (as libcurl reads 0 ms) never
+      raises("'timeout' .*at least 0.001", new, { timeout = 0 })
+      raises("'connect_timeout'", new, { connect_timeout = 0.0004 })
+      raises("'stall_timeout'", new, { stall_timeout = 0 })
       raises("'retries'", new, { retries = 1.5 })
       raises("'max_body'", new, { max_body = 0 })
       raises("'base_url'", new, { base_url = "ftp://127.0.0.1" })

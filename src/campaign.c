@@ -2,6 +2,7 @@
 ** campaign.c: the module and the client object: options, life cycle,
 ** and the state every function shares.
 */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -364,6 +365,15 @@ static void check_name(lua_State *L, const char *opt, const char *s) {
       opt_error(L, opt, "only letters, digits, '_', '-' and '.' allowed");
 }
 
+/*
+** A time limit of under a millisecond would end every call at once, or,
+** as libcurl reads 0 ms, set no limit at all.
+*/
+static void check_limit(lua_State *L, const char *opt, double seconds) {
+  if (seconds < 0.001)
+    opt_error(L, opt, "at least 0.001 seconds");
+}
+
 static char *dup(lua_State *L, const char *s) {
   char *p;
   if (s == NULL)
@@ -432,9 +442,9 @@ static void check_options(lua_State *L, const Options *o) {
     check_name(L, "resource", o->resource);
   if (o->field)
     check_name(L, "ccpa_optout_field", o->field);
-  if (o->timeout == 0 || o->connect_timeout == 0)
-    opt_error(L, o->timeout == 0 ? "timeout" : "connect_timeout",
-              "must be above zero");
+  check_limit(L, "timeout", o->timeout);
+  check_limit(L, "connect_timeout", o->connect_timeout);
+  check_limit(L, "stall_timeout", o->stall_timeout);
   if (o->max_body < 1)
     opt_error(L, "max_body", "must be at least 1");
   if (o->retries > 100)
@@ -468,8 +478,8 @@ static void setup_client(lua_State *L, Client *c, const Options *o) {
     free(c->ims_url);
     c->ims_url = url;
   }
-  c->timeout_ms = (long)(o->timeout * 1000);
-  c->connect_timeout_ms = (long)(o->connect_timeout * 1000);
+  c->timeout_ms = (long)ceil(o->timeout * 1000);
+  c->connect_timeout_ms = (long)ceil(o->connect_timeout * 1000);
   c->stall = o->stall_timeout;
   c->max_body = (size_t)o->max_body;
   c->retries = (int)o->retries;
