@@ -586,12 +586,12 @@ describe_sandbox("ccpa_optout.lua against the sandbox", function()
     end)
 
     it("stops with exit 2 when Campaign cannot be reached", function()
-      -- a port nothing listens on, and a name that never resolves
+      -- a port nothing listens on (no test asks a name server: a name
+      -- that never resolves would go out to one)
       local server = assert(socket.bind("127.0.0.1", 0))
       local _, port = server:getsockname()
       server:close()
-      for _, url in ipairs { "http://127.0.0.1:" .. port,
-          "https://campaign.invalid" } do
+      for _, url in ipairs { "http://127.0.0.1:" .. port } do
         local out = report_file()
         local status, text = job { "--base-url", url, "--retries", "0",
           "--timeout", "10", "--report", out, DEMO }
