@@ -1,7 +1,7 @@
 /*
-** compat.h: the few Lua 5.4 calls the module uses, mapped down to the
-** 5.1 ABI (LuaJIT, as nginx's Lua module runs it, or Lua 5.1).  The rest
-** of the source is written for 5.4 alone.
+** compat.h: the few Lua 5.4 calls the module uses, mapped down to 5.3
+** and to the 5.1 ABI (LuaJIT, as nginx's Lua module runs it, or Lua
+** 5.1).  The rest of the source is written for 5.4 alone.
 */
 #ifndef CAMPAIGN_COMPAT_H
 #define CAMPAIGN_COMPAT_H
@@ -96,6 +96,13 @@ static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l,
 }
 #endif
 
+#endif
+
+#if LUA_VERSION_NUM == 503
+/* 5.3: a userdata has a single user value, any Lua value. */
+#define lua_newuserdatauv(L, sz, n) lua_newuserdata(L, (sz))
+#define lua_setiuservalue(L, i, n) lua_setuservalue(L, (i))
+#define lua_getiuservalue(L, i, n) lua_getuservalue(L, (i))
 #endif
 
 #if LUA_VERSION_NUM < 503

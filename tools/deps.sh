@@ -13,9 +13,9 @@ build="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev
   libcurl4-openssl-dev lua-cjson"
 sandbox="nginx libnginx-mod-http-lua lua-cjson"
 # the OpenResty spec builds the module for LuaJIT and drives nginx with
-# the curl command
+# the curl command; the ABI spec runs the 5.3 and LuaJIT builds
 test="$build $sandbox lua-busted lua-socket lua-argparse lua-term lua-check
-  curl libluajit2-5.1-dev luajit2"
+  curl libluajit2-5.1-dev luajit2 lua5.3 liblua5.3-dev"
 
 case "${1:-build}" in
   build) want=$build ;;
