@@ -164,8 +164,13 @@ describe("seed", function()
   it("has the full field set, mixed opt-outs, shared and tagged emails, non-ASCII names", function()
     local n, opted, tagged, non_ascii, awkward = 0, 0, 0, 0, 0
     local emails, pkeys = {}, {}
-    local REQUIRED = { "PKey", "birthDate", "blackList", "blackListEmail",
-      "blackListEmailLastModified", "ccpaOptOut", "ccpaOptOutLastModified", "created",
+    local REQUIRED = { "PKey", "age", "birthDate", "blackList",
+      "blackListLastModified", "blackListEmail", "blackListEmailLastModified",
+      "blackListFax", "blackListFaxLastModified", "blackListMobile",
+      "blackListMobileLastModified", "blackListPhone", "blackListPhoneLastModified",
+      "blackListPostalMail", "blackListPostalMailLastModified",
+      "blackListPushnotification", "blackListPushnotificationLastModified",
+      "ccpaOptOut", "ccpaOptOutLastModified", "created",
       "cryptedId", "domain", "email", "emailFormat", "externalId", "fax", "firstName",
       "gender", "isExternal", "lastModified", "lastName", "location", "middleName",
       "mobilePhone", "phone", "postalAddress", "preferredLanguage", "salutation",
