@@ -167,7 +167,7 @@ check-asan:
 	@sh tools/deps.sh asan
 	@$(MAKE) --no-print-directory OUT=build/asan CC=$(SAN_CC) CFLAGS="$(ASAN_FLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined -shared-libasan" all
-	@$(MAKE) --no-print-directory $(SPEC_SO) $(SPEC_THREADS)
+	@$(MAKE) --no-print-directory $(SO) $(SPEC_SO) $(SPEC_THREADS)
 	SAN_CC=$(SAN_CC) $(WITH_SANDBOX) sh spec/support/asan-run.sh $(BUSTED) spec
 
 check-threads: $(SO)

@@ -13,9 +13,10 @@ build="make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev
   libcurl4-openssl-dev lua-cjson"
 sandbox="nginx libnginx-mod-http-lua lua-cjson"
 # the OpenResty spec builds the module for LuaJIT and drives nginx with
-# the curl command; the ABI spec runs the 5.3 and LuaJIT builds
+# the curl command; the ABI spec runs the 5.3 and LuaJIT builds; the
+# token spec runs a client on a fast clock (libfaketime)
 test="$build $sandbox lua-busted lua-socket lua-argparse lua-term lua-check
-  curl libluajit2-5.1-dev luajit2 lua5.3 liblua5.3-dev"
+  curl libluajit2-5.1-dev luajit2 lua5.3 liblua5.3-dev faketime"
 
 case "${1:-build}" in
   build) want=$build ;;
