@@ -121,6 +121,20 @@ describe("sandbox scripts", function()
     assert.equal(200, (get(url .. "/_sandbox/")))
   end)
 
+  it("refuses a PORT that is no port, in one line naming it, leaving nothing", function()
+    for _, port in ipairs { "0", "abc", "70000", "8080x", "-1", "123456" } do
+      local code, out, err = run("sh " .. SCRIPT .. " start", { PORT = port })
+      assert.equal(1, code, port)
+      assert.equal("", out)
+      assert.equal("sandbox: PORT must be a number from 1 to 65535, not '" .. port
+        .. "'\n", err)
+    end
+    -- no prefix made (campaign-sandbox.XXXXXX), no sandbox registered
+    assert.equal("", io.popen("ls -d " .. shell_quote(tmpdir) ..
+      "/campaign-sandbox.* " .. shell_quote(tmpdir) .. "/campaign-sandbox/* 2>/dev/null")
+      :read("a"))
+  end)
+
   it("runs several at once; stop without a URL stops the last started", function()
     local a = start()
     socket.sleep(0.05)

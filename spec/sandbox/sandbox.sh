@@ -88,7 +88,18 @@ need_nginx() {
   die "nginx and its Lua module are missing (Debian: nginx libnginx-mod-http-lua lua-cjson)"
 }
 
+# A PORT given must be one nginx can listen on: say which setting is
+# wrong before nginx complains about its own configuration file.
+check_port() {
+  case $1 in
+    '' | *[!0-9]*) ;;
+    *) [ ${#1} -le 5 ] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ] && return 0 ;;
+  esac
+  die "PORT must be a number from 1 to 65535, not '$1'"
+}
+
 start() {
+  [ -z "${PORT:-}" ] || check_port "$PORT"
   need_nginx
   [ -x /usr/sbin/nginx ] && [ "$nginx" = nginx ] && nginx=/usr/sbin/nginx
   seed=${SEED:-$here/seed.jsonl}
