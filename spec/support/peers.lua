@@ -4,7 +4,6 @@
 -- sandbox's control routes.  Everything listens on 127.0.0.1 only.
 local socket = require "socket"
 local http = require "socket.http"
-local ltn12 = require "ltn12"
 local cjson = require("cjson").new()
 
 local M = {}
@@ -152,64 +151,37 @@ end
 
 ---------------------------------------------------------------- sandbox
 
-M.BASE = os.getenv("CAMPAIGN_BASE_URL")
-M.ORG = os.getenv("CAMPAIGN_ORG") or "acme"
-M.KEY = os.getenv("CAMPAIGN_API_KEY") or "sandbox-client"
-M.TOKEN = os.getenv("CAMPAIGN_ACCESS_TOKEN") or "sandbox-token"
-M.SECRET = os.getenv("CAMPAIGN_CLIENT_SECRET") or "sandbox-secret"
+-- The sandbox's settings and control routes, from spec/support/sandbox.lua
+-- under the names these specs use; loaded at first use, since the TLS and
+-- injection specs run without a sandbox.
+local function sandbox() return require "spec.support.sandbox" end
 
--- One request to the sandbox's control routes; the decoded answer.
-function M.control(method, path, body)
-  assert(M.BASE, "run under sh spec/sandbox/with-sandbox.sh")
-  local out = {}
-  local src = body and cjson.encode(body)
-  local ok, code = http.request {
-    url = M.BASE .. "/_sandbox/" .. path, method = method,
-    source = src and ltn12.source.string(src),
-    headers = src and { ["Content-Type"] = "application/json",
-      ["Content-Length"] = #src } or nil,
-    sink = ltn12.sink.table(out),
-  }
-  assert(ok, code)
-  local text = table.concat(out)
-  assert(code >= 200 and code < 300, ("%s %s: %s %s"):format(method, path,
-    tostring(code), text))
-  if text:match("^%s*[%[{]") then return cjson.decode(text) end
-  return text
-end
+local FROM_SANDBOX = {
+  BASE = "base_url", ORG = "org", KEY = "api_key", TOKEN = "access_token",
+  SECRET = "client_secret", control = "control", reset = "reset",
+  faults = "faults", config = "config", count = "count",
+}
+setmetatable(M, { __index = function(_, k)
+  local name = FROM_SANDBOX[k]
+  if name then return sandbox()[name] end
+end })
 
-function M.reset() M.control("POST", "reset") end
-function M.faults(t) M.control("POST", "faults", t) end
-function M.config(t) M.control("POST", "config", t) end
-
--- Requests counted under one key: "GET profile/pkey", "POST ims/token".
-function M.count(route)
-  local c = M.control("GET", "counters")
-  return (c.requests or {})[route] or 0
-end
+M.now = socket.gettime
 
 -- The PKey of the first profile of the seed.
 function M.first_pkey()
-  local out = {}
-  local ok, code = http.request {
-    url = M.BASE .. "/" .. M.ORG ..
-      "/campaign/profileAndServices/profile?_lineCount=1",
-    headers = { ["X-Api-Key"] = M.KEY,
-                ["Authorization"] = "Bearer " .. M.TOKEN },
-    sink = ltn12.sink.table(out),
-  }
-  assert(ok and code == 200, "cannot list the sandbox's profiles")
-  return cjson.decode(table.concat(out)).content[1].PKey
+  local status, text = sandbox().http("GET", "/" .. M.ORG ..
+    "/campaign/profileAndServices/profile?_lineCount=1", nil, {
+      ["X-Api-Key"] = M.KEY, ["Authorization"] = "Bearer " .. M.TOKEN })
+  assert(status == 200, "cannot list the sandbox's profiles")
+  return cjson.decode(text).content[1].PKey
 end
 
 -- A client of the sandbox with a plain token; options added or replaced.
 function M.sandbox_client(campaign, extra)
-  local o = { org = M.ORG, api_key = M.KEY, access_token = M.TOKEN,
-              base_url = M.BASE, retries = 0, timeout = 10 }
+  local o = { retries = 0, timeout = 10 }
   for k, v in pairs(extra or {}) do o[k] = v end
-  return campaign.new(o)
+  return campaign.new(sandbox().options(o))
 end
-
-function M.now() return socket.gettime() end
 
 return M

@@ -35,10 +35,12 @@ function M.escape(s)
   return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
--- One raw exchange with the sandbox's port; returns status and body.
-function M.http(method, path, body)
+-- One raw exchange with the sandbox's port, with extra headers if
+-- given; returns status and body.
+function M.http(method, path, body, extra)
   local out = {}
   local headers = {}
+  for k, v in pairs(extra or {}) do headers[k] = v end
   if body then
     headers["Content-Type"] = "application/json"
     headers["Content-Length"] = tostring(#body)
