@@ -42,12 +42,14 @@ static int prepare_op(lua_State *L) {
   Slot *s = lua_touserdata(L, 3);
   lua_Integer i, n;
   const char *name;
+  size_t len;
 
   if (lua_type(L, 2) != LUA_TTABLE)
     return luaL_error(L, "an op must be a table { method, args... }");
-  lua_rawgeti(L, 2, 1);
-  name = lua_tostring(L, -1);
-  if (lua_type(L, -1) != LUA_TSTRING)
+  /* the type first: lua_tolstring would make a number a name */
+  name = lua_rawgeti(L, 2, 1) == LUA_TSTRING ? lua_tolstring(L, -1, &len)
+                                             : NULL;
+  if (name == NULL || strlen(name) != len)
     return luaL_error(L, "an op's first element must be a method name");
   n = (lua_Integer)lua_rawlen(L, 2);
   luaL_checkstack(L, (int)n + 4, "too many arguments in an op");
@@ -337,7 +339,7 @@ int cmp_bulk(lua_State *L) {
   read_bulk_options(L, &r);
   if (c->in_bulk)
     return luaL_error(L, "a bulk run is already going on this client");
-  if (c->nslots > 0 && c->slots[0].state != SLOT_FREE)   /* slots move */
+  if (c->nslots > 0 && cmp_busy(c))   /* the slots move */
     return luaL_error(L, "a call on this client is already running "
                       "(from its own hook?)");
   if (!cmp_grow_slots(c, r.last + 1))

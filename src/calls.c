@@ -10,6 +10,10 @@
 
 #include "campaign.h"
 
+/* The longest URL the module sends: libcurl refuses requests over 1 MB
+** deep inside a transfer, and servers long before that. */
+#define MAX_URL 65536
+
 typedef int (*Prepare)(lua_State *L, Client *c, int arg, Call *call);
 
 typedef struct Method {
@@ -86,12 +90,15 @@ static void read_filter(lua_State *L, const Call *call, int idx,
     arg_error(L, call, idx, "a table of filters expected");
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
+    size_t klen = 0;
     const char *key = lua_type(L, -2) == LUA_TSTRING
-                      ? lua_tostring(L, -2) : "?";
+                      ? lua_tolstring(L, -2, &klen) : "?";
     int i, t = lua_type(L, -1);
     for (i = 0; allowed[i] && strcmp(allowed[i], key) != 0; i++)
       ;
-    if (allowed[i] == NULL)
+    if (strlen(key) != klen)   /* "email\0..." is no filter's name */
+      i = -1;
+    if (i < 0 || allowed[i] == NULL)
       arg_error(L, call, idx, lua_pushfstring(L, "unknown filter '%s'",
                                               key));
     if (strcmp(key, "email") == 0 || strcmp(key, "text") == 0 ||
@@ -112,12 +119,12 @@ static void read_filter(lua_State *L, const Call *call, int idx,
         f->order = s, f->order_len = len;
     }
     else if (strcmp(key, "page_size") == 0) {
-      if (!lua_isinteger(L, -1) && !(t == LUA_TNUMBER &&
-          lua_tonumber(L, -1) == floor(lua_tonumber(L, -1))))
+      double d = lua_tonumber(L, -1);
+      if (t != LUA_TNUMBER || d != floor(d))
         arg_error(L, call, idx, "'page_size' must be an integer");
-      f->page_size = (lua_Integer)lua_tonumber(L, -1);
-      if (f->page_size < 1 || f->page_size > 1000)
+      if (d < 1 || d > 1000)   /* before the cast: no infinity cast */
         arg_error(L, call, idx, "'page_size' must be 1 to 1000");
+      f->page_size = (lua_Integer)d;
     }
     else if (strcmp(key, "descending") == 0) {
       if (t != LUA_TBOOLEAN)
@@ -128,6 +135,8 @@ static void read_filter(lua_State *L, const Call *call, int idx,
   }
   if (f->email && f->text)
     arg_error(L, call, idx, "give 'email' or 'text', not both");
+  if (f->descending && f->order == NULL)
+    arg_error(L, call, idx, "'descending' needs an 'order'");
 }
 
 /* Pushes .../profile[/byEmail|/byText][/_count]?... */
@@ -255,13 +264,30 @@ static int prep_count(lua_State *L, Client *c, int arg, Call *call) {
   return 2;
 }
 
+/* Is the segment of n bytes "." or "..", with its dots as they are
+** or percent-encoded ("%2e"), as a server decodes it? */
+static int is_dots(const char *seg, size_t n) {
+  int dots = 0;
+  size_t i = 0;
+  while (i < n) {
+    if (seg[i] == '.')
+      i += 1;
+    else if (n - i >= 3 && seg[i] == '%' && seg[i + 1] == '2' &&
+             (seg[i + 2] == 'e' || seg[i + 2] == 'E'))
+      i += 3;
+    else
+      return 0;
+    dots++;
+  }
+  return dots == 1 || dots == 2;
+}
+
 /* Does the path (up to any query) have a "." or ".." segment? */
 static int dot_segment(const char *s) {
   const char *seg = s;
   for (;;) {
     size_t n = strcspn(seg, "/?");
-    if ((n == 1 && seg[0] == '.') ||
-        (n == 2 && seg[0] == '.' && seg[1] == '.'))
+    if (is_dots(seg, n))
       return 1;
     if (seg[n] != '/')
       return 0;
@@ -289,7 +315,7 @@ static int check_path(const char *s, size_t len) {
 static int push_href(lua_State *L, Client *c, const char *s, size_t len) {
   size_t olen = strlen(c->origin);
 
-  if (len == 0 || !check_path(s, len))
+  if (len == 0 || len > MAX_URL || !check_path(s, len))
     return 0;
   if (strstr(s, "://") != NULL) {
     if (strncmp(s, c->origin, olen) != 0 || s[olen] != '/')
@@ -306,19 +332,23 @@ static int push_href(lua_State *L, Client *c, const char *s, size_t len) {
 static int prep_request(lua_State *L, Client *c, int arg, Call *call) {
   static const char *const verbs[] = { "GET", "POST", "PATCH", "PUT",
                                        "DELETE", NULL };
-  const char *m = lua_type(L, arg) == LUA_TSTRING ? lua_tostring(L, arg)
-                                                  : "";
-  size_t len;
+  size_t len = 0;
+  const char *m = lua_type(L, arg) == LUA_TSTRING
+                  ? lua_tolstring(L, arg, &len) : "";
   const char *path;
   int i, body = lua_type(L, arg + 2);
 
   for (i = 0; verbs[i] && strcmp(verbs[i], m) != 0; i++)
     ;
-  if (verbs[i] == NULL)
+  if (verbs[i] == NULL || strlen(m) != len)
     arg_error(L, call, arg, "GET, POST, PATCH, PUT or DELETE expected");
+  if (i == M_GET && body != LUA_TNONE && body != LUA_TNIL)
+    arg_error(L, call, arg + 2, "a GET sends no body");
   if (lua_type(L, arg + 1) != LUA_TSTRING)
     arg_error(L, call, arg + 1, "a path or href string expected");
   path = lua_tolstring(L, arg + 1, &len);
+  if (len > MAX_URL)
+    arg_error(L, call, arg + 1, "longer than 65536 bytes");
   if (!push_href(L, c, path, len))
     arg_error(L, call, arg + 1, "not a path, nor an href on base_url "
               "(no spaces, control characters, '#' or dot segments)");
@@ -367,6 +397,11 @@ static void prepare(lua_State *L, Client *c, const Method *m, int arg,
   call.arg = arg;
   m->prepare(L, c, arg, &call);
 
+  /* the URL grows only with the first argument (a PKey, the filters) */
+  lua_tolstring(L, -2, &len);
+  if (len > MAX_URL)
+    arg_error(L, &call, arg, lua_pushfstring(L, "makes a URL of %d bytes,"
+              " over the %d the module sends", (int)len, MAX_URL));
   body = lua_tolstring(L, -1, &len);
   if (!cmp_slot_setup(c, s, call.method, lua_tostring(L, -2), body, len))
     luaL_error(L, "not enough memory");
@@ -474,7 +509,8 @@ int cmp_finish(lua_State *L, Client *c, Slot *s, int acc) {
         return 0;
       more = cmp_next_href(L, c, lua_gettop(L));
       if (more < 0)
-        return shape_error(L, s, "a 'next' href not on base_url");
+        return shape_error(L, s, "a 'next' href not on base_url (or "
+                           "over 65536 bytes)");
       if (more == 0) {
         lua_pop(L, 1);
         lua_pushvalue(L, acc);
@@ -652,6 +688,38 @@ static int run_single(lua_State *L, Client *c, int client_idx) {
   }
 }
 
+static int single_body(lua_State *L) {
+  return run_single(L, lua_touserdata(L, 1), 1);
+}
+
+/*
+** Runs the call set up on slot 0 with the client marked busy, under
+** lua_pcall.  A finalizer or an err metamethod may run Lua code at any
+** allocation of the call, and a close() or bulk() from there would free
+** or move what the call still holds: the mark makes those raise.  An
+** error that escapes the call first frees the slot and the mark, so the
+** client stays usable, then goes on up.
+*/
+static int run_guarded(lua_State *L, Client *c, int client_idx) {
+  int top = lua_gettop(L), status;
+
+  lua_pushcfunction(L, single_body);
+  lua_pushvalue(L, client_idx);
+  c->in_call = 1;
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  c->in_call = 0;
+  if (status != LUA_OK) {
+    cmp_abort(c, &c->slots[0]);
+    return lua_error(L);
+  }
+  return lua_gettop(L) - top;
+}
+
+/* Is a call on the client under way (its own hook, a finalizer)? */
+int cmp_busy(const Client *c) {
+  return c->in_call || c->slots[0].state != SLOT_FREE;
+}
+
 /* ---------------------------------------------------------------- */
 /* the profiles iterator */
 
@@ -674,7 +742,7 @@ static int next_profile(lua_State *L) {
     if (!lua_toboolean(L, lua_upvalueindex(5)))
       return 0;
 
-    if (s->state != SLOT_FREE)
+    if (cmp_busy(c))
       return luaL_error(L, "a call on this client is already running");
     if (!cmp_slot_setup(c, s, M_GET, lua_tostring(L, lua_upvalueindex(5)),
                         NULL, 0))
@@ -682,7 +750,7 @@ static int next_profile(lua_State *L) {
     s->shape = SHAPE_PAGE;
     s->route = "profile";
     lua_pushvalue(L, lua_upvalueindex(1));
-    if (run_single(L, c, lua_gettop(L)) == 2)
+    if (run_guarded(L, c, lua_gettop(L)) == 2)
       return lua_error(L);   /* a page failed: never end as if complete */
 
     if (lua_getfield(L, -1, "content") != LUA_TTABLE)
@@ -693,7 +761,8 @@ static int next_profile(lua_State *L) {
         lua_pushboolean(L, 0);
         break;
       case -1:
-        return shape_error(L, s, "a 'next' href not on base_url"),
+        return shape_error(L, s, "a 'next' href not on base_url (or "
+                           "over 65536 bytes)"),
                lua_error(L);
     }
     lua_replace(L, lua_upvalueindex(5));
@@ -724,11 +793,11 @@ static int call_method(lua_State *L) {
   Client *c = cmp_checkclient(L, 1);
   const Method *m = lua_touserdata(L, lua_upvalueindex(1));
 
-  if (c->slots[0].state != SLOT_FREE)
+  if (cmp_busy(c))
     return luaL_error(L, "a call on this client is already running "
                       "(from its own hook?)");
   prepare(L, c, m, 2, &c->slots[0]);
-  return run_single(L, c, 1);
+  return run_guarded(L, c, 1);
 }
 
 void cmp_client_methods(lua_State *L) {

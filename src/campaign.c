@@ -117,8 +117,7 @@ static void client_release(Client *c) {
 */
 static int client_close(lua_State *L) {
   Client *c = luaL_checkudata(L, 1, CLIENT_MT);
-  int busy = c->in_bulk ||
-             (c->nslots > 0 && c->slots[0].state != SLOT_FREE);
+  int busy = c->in_bulk || (c->nslots > 0 && cmp_busy(c));
 
   if (busy && !c->closed)
     return luaL_error(L, "cannot close a client while a call on it runs");
@@ -263,12 +262,13 @@ static void read_options(lua_State *L, Options *opts) {
     const Option *o;
     luaL_checkstack(L, 4, "too many options");
     const char *key;
+    size_t klen;
     if (lua_type(L, -2) != LUA_TSTRING)
       luaL_error(L, "bad argument #1 to 'campaign.new' "
                  "(option names must be strings)");
-    key = lua_tostring(L, -2);
+    key = lua_tolstring(L, -2, &klen);
     for (o = options; o->name != NULL; o++)
-      if (strcmp(o->name, key) == 0)
+      if (strcmp(o->name, key) == 0 && strlen(key) == klen)
         break;
     if (o->name == NULL)
       opt_error(L, key, "unknown option");
@@ -355,6 +355,35 @@ static char *parse_base(lua_State *L, const char *opt, const char *url) {
   return origin;
 }
 
+/*
+** A proxy reads what goes to a plain http:// URL as it is: the API key
+** and the token, or the client secret.  With an http:// base_url or
+** ims_url, then, the proxy must be on this machine too.  (What goes to
+** an https:// URL crosses the proxy in a tunnel it cannot read.)
+*/
+static void check_proxy(lua_State *L, const Client *c) {
+  CURLU *u;
+  char *host = NULL;
+  int local;
+
+  if (strncmp(c->origin, "http://", 7) != 0 &&
+      (c->ims_url == NULL || strncmp(c->ims_url, "http://", 7) != 0))
+    return;
+  u = curl_url();
+  if (u == NULL)
+    luaL_error(L, "not enough memory");
+  local = curl_url_set(u, CURLUPART_URL, c->proxy, CURLU_GUESS_SCHEME |
+                       CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+          curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+          loopback(host);
+  curl_free(host);
+  curl_url_cleanup(u);
+  if (!local)
+    opt_error(L, "proxy", "with a plain http:// base_url or ims_url, only "
+              "a proxy on a loopback address: credentials would cross "
+              "the network in clear");
+}
+
 /* A name that goes into a path or a JSON key as it is. */
 static void check_name(lua_State *L, const char *opt, const char *s) {
   const char *p;
@@ -400,17 +429,24 @@ static char *read_scopes(lua_State *L, int idx) {
 
   if (idx == 0)
     return dup(L, DEFAULT_SCOPES);
-  if (lua_type(L, idx) == LUA_TSTRING)
-    return dup(L, lua_tostring(L, idx));
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (!clean_string(s, len))
+      opt_error(L, "scopes", "empty, or holds a control character");
+    return dup(L, s);
+  }
   luaL_buffinit(L, &b);
   n = (lua_Integer)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
-    const char *s;
+    size_t len = 0;
+    const char *s = NULL;
     if (i > 1)   /* before the push: the buffer grows only from the top */
       luaL_addchar(&b, ',');
-    lua_rawgeti(L, idx, i);
-    s = lua_tostring(L, -1);
-    if (lua_type(L, -1) != LUA_TSTRING || !clean_string(s, strlen(s)))
+    /* the type first: lua_tolstring would make a number a scope */
+    if (lua_rawgeti(L, idx, i) == LUA_TSTRING)
+      s = lua_tolstring(L, -1, &len);
+    if (s == NULL || !clean_string(s, len))
       opt_error(L, "scopes", "an array of strings expected");
     luaL_addvalue(&b);
   }
@@ -438,6 +474,8 @@ static void check_options(lua_State *L, const Options *o) {
     opt_error(L, "access_token", "longer than 4096 bytes");
   if (o->api_key && strlen(o->api_key) > 1024)
     opt_error(L, "api_key", "longer than 1024 bytes");
+  if (o->client_id && strlen(o->client_id) > 1024)   /* the API key too */
+    opt_error(L, "client_id", "longer than 1024 bytes");
   if (o->resource)
     check_name(L, "resource", o->resource);
   if (o->field)
@@ -478,6 +516,8 @@ static void setup_client(lua_State *L, Client *c, const Options *o) {
     free(c->ims_url);
     c->ims_url = url;
   }
+  if (c->proxy)
+    check_proxy(L, c);
   c->timeout_ms = (long)ceil(o->timeout * 1000);
   c->connect_timeout_ms = (long)ceil(o->connect_timeout * 1000);
   c->stall = o->stall_timeout;

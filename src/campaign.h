@@ -88,6 +88,7 @@ typedef struct Client {
   double max_wait, rate, next_send, paused_until;
   unsigned long rng;
   int in_bulk;
+  int in_call;          /* a single call runs (run_guarded) */
   int has_hook;         /* on_request was given */
   int nslots;           /* slot 0 serves single calls; 1.. bulk */
   Slot *slots;
@@ -137,6 +138,7 @@ int cmp_retry(lua_State *L, Client *c, Slot *s);
 double cmp_backoff(Client *c, int tries);
 int cmp_hook(lua_State *L, int client_idx, const Slot *s);
 void cmp_wait_slot(Client *c, Slot *s, int idx);
+int cmp_busy(const Client *c);
 void cmp_client_methods(lua_State *L);
 
 /* token.c */

@@ -233,15 +233,19 @@ int cmp_slot_setup(Client *c, Slot *s, int method, const char *url,
   }
   else if (rc == CURLE_OK)
     rc = curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  /* a body makes libcurl POST: any other verb, GET too, is named */
   if (rc == CURLE_OK)
     rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
-                          method == M_GET ? NULL : verbs[method]);
+                          method == M_GET && body == NULL ? NULL
+                                                          : verbs[method]);
+  if (rc != CURLE_OK)
+    return 0;   /* the slot stays free */
   s->method = method;
   s->tries = 0;
   s->renewed = 0;
   s->not_before = 0;
   s->state = SLOT_READY;
-  return rc == CURLE_OK;
+  return 1;
 }
 
 static void reply_reset(Reply *r) {

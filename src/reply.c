@@ -206,6 +206,14 @@ void cmp_open_errors(lua_State *L) {
   lua_pop(L, 1);
 }
 
+static void push_message(lua_State *L, const char *s, size_t len);
+
+/*
+** Every err is made here.  Its code and message may come from a server
+** (a gateway's code, a token endpoint's description): both are made
+** printable here, so no err ever carries a line break or an escape
+** sequence into a log.
+*/
 void cmp_pusherror(lua_State *L, const char *kind, long status,
                    const char *code, const char *message, int retryable) {
   lua_createtable(L, 0, 6);
@@ -216,10 +224,10 @@ void cmp_pusherror(lua_State *L, const char *kind, long status,
     lua_setfield(L, -2, "status");
   }
   if (code) {
-    lua_pushstring(L, code);
+    push_message(L, code, strlen(code));
     lua_setfield(L, -2, "code");
   }
-  lua_pushstring(L, message);
+  push_message(L, message, strlen(message));
   lua_setfield(L, -2, "message");
   lua_pushboolean(L, retryable);
   lua_setfield(L, -2, "retryable");
