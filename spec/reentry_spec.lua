@@ -2,7 +2,9 @@
 -- the misuse an adversarial review found: a finalizer or an err
 -- metamethod that closes the client mid-call, a GET with a body, URLs
 -- too long for libcurl, a proxy that would read credentials sent in
--- clear, server text with line breaks in an err, and names with a NUL.
+-- clear, server text with line breaks in an err, names with a NUL, and
+-- (a second review) finalizers run by argument checks, the token before
+-- a renewal echoed back, dot segments behind encoded slashes.
 --
 --   sh spec/sandbox/with-sandbox.sh lua5.4 /usr/bin/busted spec/reentry_spec.lua
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
@@ -87,6 +89,33 @@ describe("user code in the middle of a call", function()
       end
       assert.truthy(refused > 0, #seen .. " finalizers ran, none in a call")
       assert(c:get_profile(pkey))   -- still usable
+      c:close()
+    end)
+
+  it("a finalizer run by a call's argument checks cannot close it or start a bulk run",
+    function()
+      local c = client()
+      local inside, refused = false, 0
+      collectgarbage("incremental", 0, 1000)
+      for _ = 1, 100 do
+        for _ = 1, 5 do
+          setmetatable({}, { __gc = function()
+            if not inside then return end
+            if not pcall(c.close, c) then refused = refused + 1 end
+            pcall(c.bulk, c, {}, { concurrency = 200 })
+          end })
+        end
+        inside = true
+        pcall(c.get_profile, c, ("/"):rep(1000))
+        pcall(c.update_profile, c, "@x", { a = ("x"):rep(3000) })
+        pcall(c.find_profiles, c, { email = ("+"):rep(5000) })
+        pcall(c.profiles, c, { email = ("+"):rep(5000) })
+        inside = false
+      end
+      collectgarbage("incremental", 200, 100)
+      collectgarbage()
+      assert.truthy(refused > 0)
+      assert.is_true(c:count_profiles() > 0)
       c:close()
     end)
 
@@ -225,13 +254,65 @@ describe("misuse the review found", function()
   it("refuses encoded dot segments in a request path", function()
     local c = client()
     for _, p in ipairs { "x/%2e%2e/profileAndServices/profile", "x/%2E./y",
-                         "%2e/y", "a/.%2E", "a/%2e%2E?q=1" } do
+                         "%2e/y", "a/.%2E", "a/%2e%2E?q=1", "a/%2e%2e%2fx",
+                         "a/..%2fx", "a/..%2Fx", "a/..;/..;/x", "a%2f..%2fb",
+                         "a/..%5cb", "a%5C.." } do
       local ok, e = pcall(c.request, c, "GET", p)
       assert.is_false(ok, p)
       assert.matches("dot segments", e)
     end
     -- three dots, or a dot in a name, are names like any other
     assert.is_nil((c:request("GET", "profileAndServices/profile/%2e%2e%2e")))
+    c:close()
+  end)
+
+  it("the profiles iterator refuses a URL too long at once", function()
+    local c = client()
+    for _, f in ipairs { { email = ("x"):rep(70000) }, { order = ("x"):rep(70000) } } do
+      local ok, e = pcall(c.profiles, c, f)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'profiles' %(makes a URL of %d+ bytes", e)
+    end
+    assert.equal(0, sandbox.count("GET profile"))
+    c:close()
+  end)
+
+  it("scrubs the token before a renewal too: it is live until it expires", function()
+    local old_token, new_token = "tok-one-0123456789abcdef", "tok-two-0123456789abcdef"
+    local url, wait = sandbox.canned {
+      { body = ('{"access_token":"%s","expires_in":3600}'):format(old_token) },
+      { status = 401, body = '{"error_code":"401013","message":"Oauth token is not valid"}' },
+      { body = ('{"access_token":"%s","expires_in":3600}'):format(new_token) },
+      { status = 500, body = ('{"message":"rejected header: Bearer %s"}'):format(old_token) },
+    }
+    local c = campaign.new { org = "acme", client_id = "id-1", client_secret = "secret-1",
+                             base_url = url, ims_url = url, retries = 0, timeout = 5 }
+    local r, err = c:get_profile("@x")
+    wait()
+    assert.is_nil(r)
+    assert.equal(500, err.status)
+    assert.equal("rejected header: Bearer ***", err.message)
+    c:close()
+  end)
+
+  it("a token with a control character is no usable token", function()
+    local url, wait = sandbox.canned {
+      { body = '{"access_token":"abc\\u000b\\u001b[31mdef","expires_in":3600}' } }
+    local c = campaign.new { org = "acme", client_id = "id-1", client_secret = "secret-1",
+                             base_url = url, ims_url = url, retries = 0, timeout = 5 }
+    local r, err = c:get_profile("@x")
+    wait()
+    assert.is_nil(r)
+    assert.equal("BAD_TOKEN_ANSWER", err.code)
+    c:close()
+  end)
+
+  it("C1 controls and line separators in a server's message become spaces", function()
+    local c = client()
+    sandbox.faults { status = { code = 500, count = 1,
+                                message = "a\u{9b}31mb\u{85}c\u{2028}d\u{2029}e\u{a0}f" } }
+    local _, err = c:get_profile("@x")
+    assert.equal("a 31mb c d e\u{a0}f", err.message)
     c:close()
   end)
 
@@ -250,6 +331,11 @@ describe("misuse the review found", function()
     assert.same({ 1, 2 }, { s.ok, s.failed })
     assert.matches("method name", errs[1].message)
     assert.matches("method name", errs[2].message)
+    assert.has_error(function() c:bulk({}, { ["concurrency\0x"] = 3 }) end,
+      "bad option 'concurrency' to 'bulk' (unknown option)")
+    assert.has_error(function()
+      c:bulk({ { "count_profiles" } }, { ["on_result\0x"] = print })
+    end, "bad option 'on_result' to 'bulk' (unknown option)")
     c:close()
   end)
 

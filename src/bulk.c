@@ -266,8 +266,11 @@ static void read_bulk_options(lua_State *L, Run *r) {
     luaL_checktype(L, B_OPTS, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, B_OPTS) != 0) {
+      size_t len = 1;
       const char *key = lua_type(L, -2) == LUA_TSTRING
-                        ? lua_tostring(L, -2) : "?";
+                        ? lua_tolstring(L, -2, &len) : "?";
+      if (strlen(key) != len)   /* "concurrency\0..." names no option */
+        luaL_error(L, "bad option '%s' to 'bulk' (unknown option)", key);
       if (strcmp(key, "concurrency") == 0) {
         double d = lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER || !(d >= 1) ||
@@ -337,6 +340,8 @@ int cmp_bulk(lua_State *L) {
     return luaL_argerror(L, B_OPS, "an array of ops or a function "
                          "expected");
   read_bulk_options(L, &r);
+  /* reading the options ran Lua code (a finalizer may have closed it) */
+  c = cmp_checkclient(L, B_CLIENT);
   if (c->in_bulk)
     return luaL_error(L, "a bulk run is already going on this client");
   if (c->nslots > 0 && cmp_busy(c))   /* the slots move */

@@ -264,35 +264,51 @@ static int prep_count(lua_State *L, Client *c, int arg, Call *call) {
   return 2;
 }
 
-/* Is the segment of n bytes "." or "..", with its dots as they are
-** or percent-encoded ("%2e"), as a server decodes it? */
-static int is_dots(const char *seg, size_t n) {
+/*
+** The length of the separator at s: "/", or "%2f" or "%5c" (an encoded
+** slash or backslash, which some servers decode before they resolve
+** the path); 0 when none starts there.
+*/
+static size_t separator(const char *s) {
+  if (s[0] == '/')
+    return 1;
+  if (s[0] == '%' &&
+      ((s[1] == '2' && (s[2] == 'f' || s[2] == 'F')) ||
+       (s[1] == '5' && (s[2] == 'c' || s[2] == 'C'))))
+    return 3;
+  return 0;
+}
+
+/*
+** Is the segment at s "." or "..", its dots as they are or "%2e", up
+** to a separator, a ';' (path parameters: "..;" is ".." to some
+** servers), a '?' or the end?
+*/
+static int dots_at(const char *s) {
   int dots = 0;
-  size_t i = 0;
-  while (i < n) {
-    if (seg[i] == '.')
-      i += 1;
-    else if (n - i >= 3 && seg[i] == '%' && seg[i + 1] == '2' &&
-             (seg[i + 2] == 'e' || seg[i + 2] == 'E'))
-      i += 3;
+  for (;;) {
+    if (s[0] == '.')
+      s += 1;
+    else if (s[0] == '%' && s[1] == '2' && (s[2] == 'e' || s[2] == 'E'))
+      s += 3;
     else
-      return 0;
+      break;
     dots++;
   }
-  return dots == 1 || dots == 2;
+  return (dots == 1 || dots == 2) &&
+         (*s == '\0' || *s == '?' || *s == ';' || separator(s) > 0);
 }
 
 /* Does the path (up to any query) have a "." or ".." segment? */
 static int dot_segment(const char *s) {
-  const char *seg = s;
-  for (;;) {
-    size_t n = strcspn(seg, "/?");
-    if (is_dots(seg, n))
+  if (dots_at(s))
+    return 1;
+  for (; *s != '\0' && *s != '?'; s++) {
+    size_t n = separator(s);
+    if (n > 0 && dots_at(s + n))
       return 1;
-    if (seg[n] != '/')
-      return 0;
-    seg += n + 1;
   }
+  return 0;
 }
 
 /* No byte that could end the request line or start a fragment. */
@@ -326,6 +342,10 @@ static int push_href(lua_State *L, Client *c, const char *s, size_t len) {
     lua_pushfstring(L, "%s%s", c->origin, s);
   else
     lua_pushfstring(L, "%s%s", c->base, s);
+  if (lua_rawlen(L, -1) > MAX_URL) {   /* with base_url before it */
+    lua_pop(L, 1);
+    return 0;
+  }
   return 1;
 }
 
@@ -351,7 +371,8 @@ static int prep_request(lua_State *L, Client *c, int arg, Call *call) {
     arg_error(L, call, arg + 1, "longer than 65536 bytes");
   if (!push_href(L, c, path, len))
     arg_error(L, call, arg + 1, "not a path, nor an href on base_url "
-              "(no spaces, control characters, '#' or dot segments)");
+              "(no spaces, control characters, '#' or dot segments; "
+              "at most 65536 bytes with base_url)");
   switch (body) {   /* its type, read before the URL was pushed */
     case LUA_TNONE:
     case LUA_TNIL:
@@ -688,31 +709,39 @@ static int run_single(lua_State *L, Client *c, int client_idx) {
   }
 }
 
+/*
+** Calls the function below the top nargs values (the client first)
+** with the client marked busy, under lua_pcall.  A finalizer or an err
+** metamethod may run Lua code at any allocation of a call, and a
+** close() or bulk() from there would free or move what the call still
+** holds: the mark makes those raise.  An error that escapes the call
+** first frees slot 0 and the mark, so the client stays usable, then
+** goes on up.  Returns the function's results.
+*/
+static int guarded(lua_State *L, Client *c, int nargs) {
+  int base = lua_gettop(L) - nargs - 1, status;
+  int outer = c->in_call;   /* profiles() from a hook: inside a call */
+
+  c->in_call = 1;
+  status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+  c->in_call = outer;
+  if (status != LUA_OK) {
+    if (!outer)
+      cmp_abort(c, &c->slots[0]);
+    return lua_error(L);
+  }
+  return lua_gettop(L) - base;
+}
+
 static int single_body(lua_State *L) {
   return run_single(L, lua_touserdata(L, 1), 1);
 }
 
-/*
-** Runs the call set up on slot 0 with the client marked busy, under
-** lua_pcall.  A finalizer or an err metamethod may run Lua code at any
-** allocation of the call, and a close() or bulk() from there would free
-** or move what the call still holds: the mark makes those raise.  An
-** error that escapes the call first frees the slot and the mark, so the
-** client stays usable, then goes on up.
-*/
+/* Runs the call set up on slot 0 to its end, under the guard. */
 static int run_guarded(lua_State *L, Client *c, int client_idx) {
-  int top = lua_gettop(L), status;
-
   lua_pushcfunction(L, single_body);
   lua_pushvalue(L, client_idx);
-  c->in_call = 1;
-  status = lua_pcall(L, 1, LUA_MULTRET, 0);
-  c->in_call = 0;
-  if (status != LUA_OK) {
-    cmp_abort(c, &c->slots[0]);
-    return lua_error(L);
-  }
-  return lua_gettop(L) - top;
+  return guarded(L, c, 1);
 }
 
 /* Is a call on the client under way (its own hook, a finalizer)? */
@@ -733,6 +762,8 @@ static int next_profile(lua_State *L) {
   Slot *s = &c->slots[0];
 
   for (;;) {
+    /* a finalizer run by the last page's allocations may have closed it */
+    c = cmp_checkclient(L, lua_upvalueindex(1));
     if (lua_rawgeti(L, lua_upvalueindex(3), i + 1) != LUA_TNIL) {
       lua_pushinteger(L, i + 1);
       lua_replace(L, lua_upvalueindex(4));
@@ -771,10 +802,11 @@ static int next_profile(lua_State *L) {
   }
 }
 
-static int client_profiles(lua_State *L) {
-  Client *c = cmp_checkclient(L, 1);
+static int profiles_body(lua_State *L) {
+  Client *c = lua_touserdata(L, 1);
   Call call;
   Filter f;
+  size_t len;
 
   memset(&call, 0, sizeof call);
   call.name = "profiles";
@@ -784,20 +816,48 @@ static int client_profiles(lua_State *L) {
   lua_newtable(L);              /* the page */
   lua_pushinteger(L, 0);        /* the position */
   push_list_url(L, c, &f, 0);   /* the first page's URL */
+  lua_tolstring(L, -1, &len);
+  if (len > MAX_URL)
+    arg_error(L, &call, 2, lua_pushfstring(L, "makes a URL of %d bytes, "
+              "over the %d the module sends", (int)len, MAX_URL));
   lua_pushcclosure(L, next_profile, 5);
   return 1;
 }
 
-/* The one C function behind every method: upvalue 1 is its Method. */
+/* profiles: its checks allocate, so they run under the guard. */
+static int client_profiles(lua_State *L) {
+  Client *c = cmp_checkclient(L, 1);
+
+  lua_settop(L, 2);
+  lua_pushcfunction(L, profiles_body);
+  lua_insert(L, 1);
+  return guarded(L, c, 2);
+}
+
+/* A method's prepare and run steps, under run_guarded's lua_pcall. */
+static int method_body(lua_State *L) {
+  Client *c = lua_touserdata(L, 1);
+  const Method *m = lua_touserdata(L, lua_upvalueindex(1));
+
+  prepare(L, c, m, 2, &c->slots[0]);
+  return run_single(L, c, 1);
+}
+
+/*
+** The one C function behind every method: upvalue 1 is its Method.
+** The argument checks allocate too, so they run under the guard as
+** well: a finalizer run by them cannot close the client either.
+*/
 static int call_method(lua_State *L) {
   Client *c = cmp_checkclient(L, 1);
-  const Method *m = lua_touserdata(L, lua_upvalueindex(1));
 
   if (cmp_busy(c))
     return luaL_error(L, "a call on this client is already running "
                       "(from its own hook?)");
-  prepare(L, c, m, 2, &c->slots[0]);
-  return run_guarded(L, c, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, method_body, 1);
+  lua_insert(L, 1);
+  return guarded(L, c, lua_gettop(L) - 1);
 }
 
 void cmp_client_methods(lua_State *L) {

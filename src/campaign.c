@@ -98,6 +98,7 @@ static void client_release(Client *c) {
   curl_slist_free_all(c->form_headers);
   c->headers = c->form_headers = NULL;
   free_secret(&c->token);
+  free_secret(&c->old_token);
   free_secret(&c->api_key);
   free_secret(&c->secret);
   free(c->origin), free(c->base), free(c->resource), free(c->field);

@@ -77,6 +77,7 @@ typedef struct Client {
   char *resource;       /* base + resource + "/profile" */
   char *field;          /* the opt-out field's name */
   char *org, *api_key, *token, *client_id, *secret, *scopes, *ims_url;
+  char *old_token;      /* the one before: still live, still scrubbed */
   char *ca_file, *proxy;
   int renewable;        /* the token comes from client credentials */
   double token_expires; /* monotonic seconds */

@@ -270,14 +270,15 @@ static void cut_field(lua_State *L, int idx, const char *field,
 ** caller sees it.
 */
 void cmp_scrub_err(lua_State *L, const Client *c, int idx) {
-  const char *secrets[3];
+  const char *secrets[4];
   int i;
 
   idx = lua_absindex(L, idx);
   secrets[0] = c->token;
   secrets[1] = c->api_key;
   secrets[2] = c->secret;
-  for (i = 0; i < 3; i++) {
+  secrets[3] = c->old_token;
+  for (i = 0; i < 4; i++) {
     luaL_Buffer b;
     if (secrets[i] == NULL || strlen(secrets[i]) < 4)
       continue;
@@ -363,6 +364,21 @@ static size_t campaign_id(const char *m) {
 }
 
 /*
+** The length of the UTF-8 control at s: a C1 control (U+0080 to U+009F,
+** the 8-bit CSI among them) or U+2028/U+2029, which some terminals and
+** log viewers take as line breaks; 0 for anything else.
+*/
+static size_t utf8_control(const char *s, size_t len) {
+  const unsigned char *u = (const unsigned char *)s;
+  if (len >= 2 && u[0] == 0xC2 && u[1] >= 0x80 && u[1] <= 0x9F)
+    return 2;
+  if (len >= 3 && u[0] == 0xE2 && u[1] == 0x80 &&
+      (u[2] == 0xA8 || u[2] == 0xA9))
+    return 3;
+  return 0;
+}
+
+/*
 ** Pushes a printable copy of at most RAW_MESSAGE bytes of s; the cut to
 ** MAX_MESSAGE comes once the secrets are out (cmp_scrub_err).
 */
@@ -376,7 +392,13 @@ static void push_message(lua_State *L, const char *s, size_t len) {
   luaL_buffinit(L, &b);
   for (i = 0; i < len && i < RAW_MESSAGE; i++) {
     unsigned char ch = (unsigned char)s[i];
-    luaL_addchar(&b, ch < 32 || ch == 127 ? ' ' : (char)ch);
+    size_t n = utf8_control(s + i, len - i);
+    if (n > 0) {   /* a C1 control or a line separator, in UTF-8 */
+      luaL_addchar(&b, ' ');
+      i += n - 1;
+    }
+    else
+      luaL_addchar(&b, ch < 32 || ch == 127 ? ' ' : (char)ch);
   }
   if (len > RAW_MESSAGE)
     luaL_addstring(&b, "...");
