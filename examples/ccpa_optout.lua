@@ -306,6 +306,22 @@ local function main()
     cannot("--report must differ from --resume (the earlier report is "
       .. "kept as it is)")
   end
+  -- A report is the record of what was done: never written over, which
+  -- also keeps the requests and --resume's report safe however their
+  -- paths are spelled (./x, a link).  An empty file may be reused.
+  local existing = io.open(report_path, "rb")
+  if existing then
+    local readable, problem = existing:read(0)   -- a directory says so
+    local bytes = existing:seek("end")
+    existing:close()
+    if readable == nil and problem then
+      cannot("cannot write the report: %s", problem)
+    end
+    if bytes and bytes > 0 then
+      cannot("--report %s exists and is not empty: a report is never "
+        .. "written over (name another, or remove it)", report_path)
+    end
+  end
 
   local settled, redone
   if args.resume then

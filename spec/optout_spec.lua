@@ -105,6 +105,13 @@ local function job(args, env)
   return status, out:gsub("exit=%d+\n$", "")
 end
 
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 local function rows_of(path)
   local rows = {}
   for row in assert(report.rows(path)) do rows[#rows + 1] = row end
@@ -286,6 +293,82 @@ describe_sandbox("ccpa_optout.lua against the sandbox", function()
         assert.is_true(row.outcome == "already_set"
           or row.outcome == "not_found" or row.outcome == "invalid_request")
       end
+    end)
+
+  -- Writes text to a new file of the spec's own; returns its path.
+  local function write_file(ext, text)
+    local path = report_file(ext)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+    return path
+  end
+
+  it("never writes over a report, the requests or --resume's report, however spelled",
+    function()
+      reset()
+      local input = write_file(".csv", "email\nquentin.nunez@example.org\n")
+      local dir, base = input:match("^(.*)/([^/]+)$")
+      local status, text = job { "--report", dir .. "/./" .. base, input }
+      assert.equal(2, status, text)
+      assert.matches("exists and is not empty: a report is never written over", text)
+      assert.equal("email\nquentin.nunez@example.org\n", read_file(input))
+      local first = report_file()
+      status, text = job { "--report", first, input }
+      assert.equal(0, status, text)
+      local kept = read_file(first)
+      status, text = job { "--resume", first, "--report", dir .. "/../" ..
+        dir:match("[^/]+$") .. "/" .. first:match("[^/]+$"), input }
+      assert.equal(2, status, text)
+      assert.equal(kept, read_file(first))
+      -- an empty file (a placeholder made for it) may be used
+      local empty = write_file(".csv", "")
+      status, text = job { "--report", empty, input }
+      assert.equal(0, status, text)
+      assert.equal(2, #rows_of(empty))   -- the email is shared by two profiles
+    end)
+
+  it("--resume redoes a request whose rows a cut report holds only in part", function()
+    reset()
+    -- the second email is shared by two profiles: two rows, written last
+    local input = write_file(".csv",
+      "email\ngrace.jones@example.net\nquentin.nunez@example.org\n")
+    local first = report_file()
+    local status, text = job { "--report", first, input }
+    assert.equal(0, status, text)
+    local whole = read_file(first)
+    assert.equal(2, select(2, whole:gsub("\n2,", "")))
+    -- cut inside the last row, as a size limit or a full disk would
+    local f = assert(io.open(first, "wb"))
+    f:write(whole:sub(1, #whole - 10))
+    f:close()
+    local second = report_file()
+    status, text = job { "--resume", first, "--report", second, input }
+    assert.equal(0, status, text)
+    local n = 0
+    for _, row in ipairs(rows_of(second)) do
+      if row.record == 2 then n = n + 1 end
+    end
+    assert.equal(2, n)
+  end)
+
+  it("carries twice-named CSV columns and a JSON Lines 1e999 without loss or a stop",
+    function()
+      reset()
+      local input = write_file(".csv",
+        "email,note,note,Email\ngrace.jones@example.net,first,second,other@x.example\n")
+      local out = report_file()
+      local status, text = job { "--report", out, input }
+      assert.equal(0, status, text)
+      local row = rows_of(out)[1]
+      assert.same({ "first", "second", "other@x.example" }, { row.note, row.note_2, row.Email })
+      input = write_file(".jsonl", '{"email":"grace.jones@example.net","n":1}\n' ..
+        '{"email":"quentin.nunez@example.org","note":1e999}\n')
+      out = report_file(".jsonl")
+      status, text = job { "--report", out, input }
+      assert.equal(0, status, text)
+      assert.equal(2, summary(text).requests)
+      assert.matches('"input":{"note":null}', read_file(out), 1, true)
     end)
 
   it("after injected failures, --resume ends as a clean run does", function()

@@ -5,6 +5,9 @@
 -- a report that is valid up to its last finished request (at worst a last
 -- line cut short, which the reader below ignores).
 local cjson = require("cjson").new()
+-- a carried NaN or infinity (JSON Lines input may hold 1e999) goes in as
+-- null: it would otherwise stop the run at that request on every try
+cjson.encode_invalid_numbers("null")
 
 local csv = require "ccpa.csv"
 local protect = require "ccpa.protect"
@@ -53,11 +56,20 @@ function M.writer(path, names)
   fh:setvbuf("full", 1 << 16)
   local cols = {}
   for i, c in ipairs(M.COLUMNS) do cols[i] = c end
-  local extra = {}
+  local extra, used = {}, {}
+  for _, c in ipairs(cols) do used[c] = true end
   if names then
     for j, name in ipairs(names) do
-      extra[j] = carried(name)
-      cols[#cols + 1] = extra[j]
+      -- a name the header gives twice: the second is name_2, and so on,
+      -- so that neither column's values are lost
+      local c, n = carried(name), 1
+      while used[c] do
+        n = n + 1
+        c = ("%s_%d"):format(carried(name), n)
+      end
+      used[c] = true
+      extra[j] = c
+      cols[#cols + 1] = c
     end
   else
     cols[#cols + 1] = "input"

@@ -18,6 +18,11 @@ function Bits:set(n)
   self[i] = (self[i] or 0) | b
 end
 
+function Bits:clear(n)
+  local i = n // 64
+  if self[i] then self[i] = self[i] & ~(1 << (n % 64)) end
+end
+
 function Bits:has(n)
   local w = self[n // 64]
   return w ~= nil and w & (1 << (n % 64)) ~= 0
@@ -74,6 +79,18 @@ local function groups(path)
   end
 end
 
+-- Does the file end inside a line?  Then a run was cut off in the middle
+-- of a request's rows (a file size limit, a full disk, a kill during a
+-- long write): the rows of it that are whole do not make it complete.
+local function cut_short(path)
+  local fh = io.open(path, "rb")
+  if not fh then return false end
+  local size = fh:seek("end")
+  local last = size and size > 0 and fh:seek("set", size - 1) and fh:read(1)
+  fh:close()
+  return last ~= nil and last ~= false and last ~= "\n"
+end
+
 -- What names the people a record reached: its identifier, and the PKey of
 -- every profile it touched.
 local function keys(group)
@@ -105,9 +122,10 @@ function M.settled(path)
   if not all then return nil, msg end
   local seen, unsettled = M.bits(), M.bits()
   local touched = filter()
-  local any = false
+  local any, last = false, nil
   for rec, group in all do
     seen:set(rec)
+    last = rec
     for _, row in ipairs(group) do
       if not report.SETTLED[row.outcome] then
         unsettled:set(rec)
@@ -117,6 +135,9 @@ function M.settled(path)
       end
     end
   end
+  -- the record being written when the report was cut is done again, as
+  -- one the report never reached (the job had not finished it)
+  if last and cut_short(path) then seen:clear(last) end
   local again, redone = M.bits(), 0
   -- Replaying a record can call for replaying a later one that shares a
   -- profile with it but not with the first: go on until nothing is added
