@@ -73,7 +73,7 @@ Client *cmp_checkclient(lua_State *L, int idx) {
 /* ---------------------------------------------------------------- */
 /* life cycle */
 
-static void free_secret(char **p) {
+void cmp_free_secret(char **p) {
   if (*p) {
     memset(*p, 0, strlen(*p));
     free(*p);
@@ -97,10 +97,10 @@ static void client_release(Client *c) {
   cmp_free_headers(c->headers);
   curl_slist_free_all(c->form_headers);
   c->headers = c->form_headers = NULL;
-  free_secret(&c->token);
-  free_secret(&c->old_token);
-  free_secret(&c->api_key);
-  free_secret(&c->secret);
+  cmp_free_secret(&c->token);
+  cmp_free_secret(&c->old_token);
+  cmp_free_secret(&c->api_key);
+  cmp_free_secret(&c->secret);
   free(c->origin), free(c->base), free(c->resource), free(c->field);
   free(c->org), free(c->client_id), free(c->scopes), free(c->ims_url);
   free(c->ca_file), free(c->proxy);
@@ -192,7 +192,7 @@ static int opt_error(lua_State *L, const char *name, const char *msg) {
 }
 
 /* A string fit for a header line or a URL: no control characters. */
-static int clean_string(const char *s, size_t len) {
+int cmp_clean_string(const char *s, size_t len) {
   size_t i;
   for (i = 0; i < len; i++) {
     unsigned char ch = (unsigned char)s[i];
@@ -213,7 +213,7 @@ static void read_option(lua_State *L, const Option *o, Options *opts) {
       if (t != LUA_TSTRING)
         opt_error(L, o->name, "a string expected");
       s = lua_tolstring(L, -1, &len);
-      if (!clean_string(s, len))
+      if (!cmp_clean_string(s, len))
         opt_error(L, o->name, "empty, or holds a control character");
       *(const char **)p = s;
       break;
@@ -433,7 +433,7 @@ static char *read_scopes(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
-    if (!clean_string(s, len))
+    if (!cmp_clean_string(s, len))
       opt_error(L, "scopes", "empty, or holds a control character");
     return dup(L, s);
   }
@@ -447,7 +447,7 @@ static char *read_scopes(lua_State *L, int idx) {
     /* the type first: lua_tolstring would make a number a scope */
     if (lua_rawgeti(L, idx, i) == LUA_TSTRING)
       s = lua_tolstring(L, -1, &len);
-    if (s == NULL || !clean_string(s, len))
+    if (s == NULL || !cmp_clean_string(s, len))
       opt_error(L, "scopes", "an array of strings expected");
     luaL_addvalue(&b);
   }

@@ -99,6 +99,8 @@ typedef struct Client {
 
 /* campaign.c */
 Client *cmp_checkclient(lua_State *L, int idx);
+int cmp_clean_string(const char *s, size_t len);
+void cmp_free_secret(char **p);
 void cmp_pushmodstate(lua_State *L, const char *name);
 int cmp_quiet_call(lua_State *L, int nargs, int nres);
 

@@ -77,15 +77,6 @@ static void push_refusal(lua_State *L, const Reply *r) {
   cmp_pusherror(L, "auth", r->status, code, msg, 0);
 }
 
-/* No control character: the token goes into a header line. */
-static int header_safe(const char *s, size_t len) {
-  size_t i;
-  for (i = 0; i < len; i++)
-    if ((unsigned char)s[i] < 32 || s[i] == 127)
-      return 0;
-  return 1;
-}
-
 /* Keeps the token of the answer at the top; 0 when it has none. */
 static int keep_token(Client *c, lua_State *L) {
   size_t len;
@@ -98,7 +89,8 @@ static int keep_token(Client *c, lua_State *L) {
     return 0;
   token = lua_tolstring(L, -2, &len);
   ttl = lua_tonumber(L, -1);
-  if (len == 0 || len > 4096 || !header_safe(token, len) || ttl <= 0)
+  /* no control character: the token goes into a header line */
+  if (len > 4096 || !cmp_clean_string(token, len) || ttl <= 0)
     return 0;
   copy = malloc(len + 1);
   if (copy == NULL)
@@ -106,10 +98,7 @@ static int keep_token(Client *c, lua_State *L) {
   memcpy(copy, token, len + 1);
   /* the token before stays live until it expires: an answer to a call
   ** made with it may still echo it, so errs keep scrubbing it */
-  if (c->old_token) {
-    memset(c->old_token, 0, strlen(c->old_token));
-    free(c->old_token);
-  }
+  cmp_free_secret(&c->old_token);
   c->old_token = c->token;
   c->token = copy;
   c->token_gen++;
