@@ -96,6 +96,8 @@ describe("user code in the middle of a call", function()
     function()
       local c = client()
       local inside, refused = false, 0
+      local slashes, fields = ("/"):rep(1000), { a = ("x"):rep(3000) }
+      local filter = { email = ("+"):rep(5000) }
       collectgarbage("incremental", 0, 1000)
       for _ = 1, 100 do
         for _ = 1, 5 do
@@ -105,11 +107,11 @@ describe("user code in the middle of a call", function()
             pcall(c.bulk, c, {}, { concurrency = 200 })
           end })
         end
-        inside = true
-        pcall(c.get_profile, c, ("/"):rep(1000))
-        pcall(c.update_profile, c, "@x", { a = ("x"):rep(3000) })
-        pcall(c.find_profiles, c, { email = ("+"):rep(5000) })
-        pcall(c.profiles, c, { email = ("+"):rep(5000) })
+        inside = true   -- nothing allocates here but the calls
+        pcall(c.get_profile, c, slashes)
+        pcall(c.update_profile, c, "@x", fields)
+        pcall(c.find_profiles, c, filter)
+        pcall(c.profiles, c, filter)
         inside = false
       end
       collectgarbage("incremental", 200, 100)
